@@ -182,3 +182,83 @@ def test_values_are_immutable_and_is_ca_is_a_bool():
                             .sign(KEY, hashes.SHA256()))
     assert ca_crl.is_ca(no_basic_constraints) is False
     assert ca_crl.is_ca(_leaf()) is False and ca_crl.is_ca(CA) is True
+
+
+# ---- protocols.jpki.crl ------------------------------------------------------------------
+
+def _jpki():
+    from test_jpki_fixtures import pki
+
+    from protocols.jpki import KeyType
+
+    return pki(KeyType.EC_P384)
+
+
+def _jpki_crl(p, *, profile=None, partition=None, purpose=None, issuer=None, issuer_key=None):
+    from test_jpki_fixtures import NOW as JNOW
+
+    from protocols.jpki import Purpose
+    from protocols.jpki.crl import build_crl
+
+    purpose = purpose or Purpose.SIGN
+    return build_crl(profile=profile or p.profile, purpose=purpose, issuer=issuer or p.roots[purpose],
+                     issuer_key=issuer_key or p.root_keys[purpose], partition=partition, revocations=[],
+                     crl_number=3, this_update=JNOW - dt.timedelta(hours=1), next_update=JNOW + dt.timedelta(days=1))
+
+
+def test_a_jpki_crl_has_exactly_the_extensions_rfc_5280_and_the_spec_give_it():
+    """specs/revocation.md 2: cRLNumber and authorityKeyIdentifier non-critical (RFC 5280
+    5.2.3, 5.2.1 after 4.2.1.1), and on a partition's CRL a critical issuingDistributionPoint
+    naming that partition's directory name and nothing else: no only* flag (it speaks for
+    every certificate of the partition), no reasons (it is complete), not indirect."""
+    from test_jpki_fixtures import CHIYODA
+
+    from protocols.jpki.crl import issuing_distribution_point
+
+    p = _jpki()
+    crl = _jpki_crl(p, partition=CHIYODA)
+    assert [(type(e.value).__name__, e.critical) for e in crl.extensions] == [
+        ("CRLNumber", False), ("AuthorityKeyIdentifier", False), ("IssuingDistributionPoint", True)]
+    idp = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
+    assert idp == issuing_distribution_point(p.profile, CHIYODA)
+    assert (idp.full_name, idp.relative_name) == ([x509.DirectoryName(p.profile.crldp_name(CHIYODA))], None)
+    assert not (idp.only_contains_user_certs or idp.only_contains_ca_certs or idp.indirect_crl
+                or idp.only_contains_attribute_certs) and idp.only_some_reasons is None
+
+
+def test_an_unpartitioned_jpki_crl_has_no_issuing_distribution_point():
+    """A profile without partitions has one CRL per root: no issuingDistributionPoint, so it
+    speaks for every certificate of the root."""
+    import dataclasses
+
+    p = _jpki()
+    crl = _jpki_crl(p, profile=dataclasses.replace(p.profile, partitioned_crls=False))
+    assert [(type(e.value).__name__, e.critical) for e in crl.extensions] == [
+        ("CRLNumber", False), ("AuthorityKeyIdentifier", False)]
+
+
+def test_a_jpki_crl_is_only_built_by_its_purposes_root_with_that_roots_key():
+    """A CRL of the signing root signed with the authentication root's key (or issued in
+    its name) would list one root's revocations under the other's: refused before signing."""
+    from test_jpki_fixtures import CHIYODA
+
+    from protocols.jpki import ProfileError, Purpose
+
+    p = _jpki()
+    with pytest.raises(ProfileError, match="is not the sign root"):
+        _jpki_crl(p, partition=CHIYODA, issuer=p.roots[Purpose.AUTH], issuer_key=p.root_keys[Purpose.AUTH])
+    with pytest.raises(ProfileError, match="issuer_key does not belong to the issuer certificate"):
+        _jpki_crl(p, partition=CHIYODA, issuer_key=p.root_keys[Purpose.AUTH])
+
+
+def test_jpki_revocation_values_are_immutable():
+    import dataclasses
+
+    from protocols.jpki.crl import Revocation, RevocationEvent, RevocationReason
+
+    held = Revocation(7, NOW, RevocationReason.CERTIFICATE_HOLD)
+    event = RevocationEvent(7, NOW, RevocationReason.REMOVE_FROM_CRL)
+    for value, field in ((held, "reason"), (event, "serial")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(value, field, 8)
+    assert len({held, Revocation(7, NOW, RevocationReason.CERTIFICATE_HOLD), event}) == 2
