@@ -33,6 +33,7 @@ one issuer (the most recent first), :func:`revocation_text` says what an entry r
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -238,9 +239,11 @@ _ENTRY_SCANS_LOCK = threading.Lock()
 
 def _entry_refusal(crl: x509.CertificateRevocationList) -> str | None:
     """The first entry of ``crl`` with a critical extension not processed here, said; the
-    verdict kept by the CRL's signature (a verified signature names its contents), since a
-    national CRL's entries take longer to scan than its signature to verify."""
-    key = crl.signature
+    verdict kept by the digest of the signed contents (what the scan reads), since a national
+    CRL's entries take far longer to scan than its bytes to hash. Not by the signature: one
+    signature value verifies other contents under another key (ECDSA lets a key be derived for
+    it), so a CRL of a second trusted issuer could have set the verdict of a genuine one."""
+    key = hashlib.sha256(crl.tbs_certlist_bytes).digest()
     with _ENTRY_SCANS_LOCK:
         if key in _ENTRY_SCANS:
             _ENTRY_SCANS.move_to_end(key)

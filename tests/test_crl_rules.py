@@ -111,6 +111,23 @@ def test_an_entry_with_an_unprocessed_critical_extension_refuses_the_crl_whateve
     assert why is not None and why.startswith("the entry for serial 6 has critical extension 1.3.6.1.4.1.99999.1")
 
 
+def test_the_memory_of_entry_scans_goes_by_the_signed_contents_not_by_the_signature():
+    """One signature value verifies other contents under another key (ECDSA lets a key be
+    derived for it): a clean CRL's scan kept by its signature alone answered for another CRL
+    carrying the same signature bytes whose first entry the scan refuses."""
+    clean = _with(revoked=[_entry(7)])
+    for _ in range(50):  # a refused CRL whose signature has the clean one's length
+        bad = _with(revoked=[_entry(6, (UNKNOWN, True))])
+        if len(bad.signature) == len(clean.signature):
+            break
+    der = bad.public_bytes(serialization.Encoding.DER)
+    forged = x509.load_der_x509_crl(der[:-len(bad.signature)] + clean.signature)
+    assert forged.signature == clean.signature and forged.tbs_certlist_bytes == bad.tbs_certlist_bytes
+    assert ca_crl._entry_refusal(clean) is None
+    why = ca_crl._entry_refusal(forged)
+    assert why is not None and "serial 6" in why
+
+
 def test_an_entry_extension_processed_here_may_be_critical():
     """reasonCode and invalidityDate are read here (PROCESSED_ENTRY_EXTENSIONS): marked
     critical (RFC 5280 wants them non-critical, a foreign CA may not), they do not make the
