@@ -167,12 +167,19 @@ def test_a_crl_number_is_0_to_2_159_and_times_run_forward():
         assert crl_for(p, CHIYODA, [], number=number).extensions.get_extension_for_class(
             x509.CRLNumber).value.crl_number == number
     for number in (-1, 1 << 159):
-        with pytest.raises(ProfileError, match=rf"CRL number {number} must be 0\.\.2\^159"):
+        with pytest.raises(ProfileError, match=rf"CRL number {number} must be 0\.\.2\^159-1 "):
             crl_for(p, CHIYODA, [], number=number)
     with pytest.raises(ProfileError, match="next_update must come after this_update"):
         build_crl(profile=p.profile, purpose=Purpose.SIGN, issuer=p.roots[Purpose.SIGN],
                   issuer_key=p.root_keys[Purpose.SIGN], partition=CHIYODA, revocations=[], crl_number=1,
                   this_update=NOW, next_update=NOW)
+    # a naive time was read as this machine's local time (or, mixed with an aware one, a TypeError)
+    for this, nxt in ((NOW.replace(tzinfo=None), NOW + timedelta(hours=1)),
+                      (NOW, (NOW + timedelta(hours=1)).replace(tzinfo=None))):
+        with pytest.raises(ProfileError, match="must be timezone-aware"):
+            build_crl(profile=p.profile, purpose=Purpose.SIGN, issuer=p.roots[Purpose.SIGN],
+                      issuer_key=p.root_keys[Purpose.SIGN], partition=CHIYODA, revocations=[], crl_number=1,
+                      this_update=this, next_update=nxt)
 
 
 # ---- OCSP -------------------------------------------------------------------------------

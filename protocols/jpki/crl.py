@@ -128,7 +128,10 @@ def build_crl(*, profile: JpkiProfile, purpose: Purpose, issuer: x509.Certificat
     """A full CRL of one root (key generation) and one partition (None: unpartitioned)."""
     _check_issuer(profile, purpose, issuer, issuer_key)
     if crl_number < 0 or crl_number.bit_length() > 159:
-        raise ProfileError(f"CRL number {crl_number} must be 0..2^159")
+        raise ProfileError(f"CRL number {crl_number} must be 0..2^159-1 (RFC 5280 5.2.3: at most 20 octets)")
+    for name, t in (("this_update", this_update), ("next_update", next_update)):
+        if t.tzinfo is None:  # a naive time would be read as this machine's local time
+            raise ProfileError(f"{name} {t!r} must be timezone-aware")
     if next_update <= this_update:
         raise ProfileError("next_update must come after this_update")
     if profile.partitioned_crls != (partition is not None):
