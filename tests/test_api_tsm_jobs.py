@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import reveals
+from conftest import person, reveals
 from fastapi.testclient import TestClient
 from test_api_flows import _wait
 
@@ -63,9 +63,10 @@ def test_a_stopped_provisioning_is_resumed_or_abandoned_over_the_api(home: Path,
             assert c.get("/tsm-jobs", headers=tok[scope]).status_code == 403
             assert c.post(f"/tsm-jobs/{tsm_job}/abandon", headers=tok[scope],
                           json={"reason": "x"}).status_code == 403
-        # a new provisioning of the phone fails, naming the TSM job and both ways out
+        # a new provisioning of the phone (for another person) fails, naming the TSM job and
+        # both ways out
         r = c.post("/provisioning", headers=tok["issuer"],
-                   json={"phone_id": first, "holder": HOLDER, "key_type": "p384", **SECRETS})
+                   json={"phone_id": first, "holder": person(HOLDER), "key_type": "p384", **SECRETS})
         failed = _wait(c, tok["issuer"], r.json()["id"])
         assert failed["state"] == "failed" and failed["error"]["type"] == "ProvisioningUnfinishedError"
         assert f"/tsm-jobs/{tsm_job}/resume" in failed["error"]["detail"]
