@@ -451,7 +451,9 @@ def registered_holder(ctx: Context, holder: cardsub.Holder, bind: Connection | N
 def check_holder_for_new_phone(ctx: Context, holder_id: str, phone_id: str | None = None) -> None:
     """Refuse (:class:`ProvisionError`, naming what to do instead) provisioning a registered
     holder afresh when the registry has no such holder, or when one of the holder's phones
-    still has live credentials (moving them is a handover: ``mcred handover``)."""
+    still has live credentials (moving them is a handover: ``mcred handover``; on
+    ``phone_id`` itself, whose provisioning stopped half-way, the unfinished job to resume or
+    give up: :class:`ProvisioningUnfinishedError`)."""
     from issuer.db import Holder
     from issuer.holders import is_erased
 
@@ -465,6 +467,9 @@ def check_holder_for_new_phone(ctx: Context, holder_id: str, phone_id: str | Non
         busy = s.scalar(select(Credential.phone_id).where(Credential.holder_id == holder_id,
                                                           Credential.status.in_(_LIVE)).limit(1))
     if busy is not None and busy == phone_id:
+        job = unfinished_job(ctx, phone_id)
+        if job is not None:  # its own provisioning stopped half-way: that job is finished, not a new one
+            raise _unfinished(phone_id, job)
         raise ProvisionRefused(f"phone {busy} already holds holder {holder_id}'s live credentials: fresh MSOs "
                              f"come from `mcred mdoc refresh --phone {busy}`, new certificates from a "
                              "renewal (POST /handovers, kind renewal)")
@@ -542,17 +547,22 @@ def _check_phone_free(ctx: Context, phone_id: str, holder: cardsub.Holder | str)
         owner = conn.execute(select(Phone.holder_id).where(Phone.id == phone_id)).scalar()
         known = holder if isinstance(holder, str) else registered_holder(ctx, holder, conn)
     if job is not None:
-        where = f"stopped before step {job.current_step}" if job.current_step else "at its end"
-        raise ProvisioningUnfinishedError(
-            f"phone {phone_id} has an unfinished provisioning job {job.id} ({job.state}, {where}"
-            + (f": {job.error}" if job.error else "") + f"); resume it with `mcred provision --resume {job.id}`"
-            f", or give it up with `mcred tsm abandon {job.id} --reason TEXT`",
-            job.id)
+        raise _unfinished(phone_id, job)
     if known is not None and not isinstance(holder, str):  # the same person again: one phone per person
         check_holder_for_new_phone(ctx, known, phone_id)
     if owner and owner != (known or holder):
         raise ProvisionRefused(another_holders_phone(phone_id))
     return known
+
+
+def _unfinished(phone_id: str, job: JobView) -> ProvisioningUnfinishedError:
+    """The refusal of a phone whose provisioning job ``job`` has not finished."""
+    where = f"stopped before step {job.current_step}" if job.current_step else "at its end"
+    return ProvisioningUnfinishedError(
+        f"phone {phone_id} has an unfinished provisioning job {job.id} ({job.state}, {where}"
+        + (f": {job.error}" if job.error else "") + f"); resume it with `mcred provision --resume {job.id}`"
+        f", or give it up with `mcred tsm abandon {job.id} --reason TEXT`",
+        job.id)
 
 
 def another_holders_phone(phone_id: str) -> str:
