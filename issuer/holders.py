@@ -23,7 +23,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
-from sqlalchemy import func, literal, select, tuple_
+from sqlalchemy import Connection, func, literal, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -106,14 +106,25 @@ def _conflict(existing: Holder, data: Mapping) -> list[str]:
     return sorted(k for k in OPTIONAL if k in data and existing.data.get(k) != data[k])
 
 
-def registered(sessions: sessionmaker[Session], holder) -> str | None:  # noqa: ANN001
+def registered(sessions: sessionmaker[Session], holder, *,  # noqa: ANN001
+               bind: Connection | None = None) -> str | None:
     """The id of the holder registered already as the person ``holder`` (a record without a
     card number, a holder file's) is, by :func:`identity_of`; None when nobody is.
     :class:`HolderError` when the registered record holds another Roman-letter name than the
-    one given (``mcred holder update`` changes it)."""
+    one given (``mcred holder update`` changes it). Read in ``bind``'s transaction if given,
+    else in one of its own, committed (a read ending in ROLLBACK costs PostgreSQL's prepared
+    statements: tests/test_db_roundtrips.py)."""
     data = holder_data(holder)
-    with sessions() as s:
-        existing = s.scalar(select(Holder).where(Holder.identity == identity_of(data)))
+    if bind is not None:
+        with Session(bind) as s:
+            return _registered(s, data)
+    with sessions.begin() as s:
+        return _registered(s, data)
+
+
+def _registered(s: Session, data: Mapping) -> str | None:
+    """:func:`registered` in the caller's transaction, for :func:`holder_data`'s ``data``."""
+    existing = s.scalar(select(Holder).where(Holder.identity == identity_of(data)))
     if existing is None:
         return None
     differ = _conflict(existing, data)
@@ -166,12 +177,6 @@ def register(sessions: sessionmaker[Session], holder, *, actor: str = "issuer", 
     # a record without a card (a holder file) is the person it names: registered again, the
     # same holder; with a card number, the card is who it is (below)
     identity = None if card_number else identity_of(data)
-    if identity is not None:
-        known = registered(sessions, holder)
-        if known is not None:
-            if phone_id is not None:
-                attach_phone(sessions, known, phone_id, actor=actor)
-            return known
     if card_number:
         with sessions() as s:
             existing = s.scalar(select(Holder).where(Holder.card_number == str(card_number)))
@@ -187,6 +192,13 @@ def register(sessions: sessionmaker[Session], holder, *, actor: str = "issuer", 
                                             today_in_japan(now))
     try:
         with sessions.begin() as s:
+            # the person registered already: that holder, looked up in the transaction that
+            # would register them (no read transaction of its own on the usual path)
+            known = _registered(s, data) if identity is not None else None
+            if known is not None:
+                if phone_id is not None:
+                    _attach(s, known, phone_id, actor)
+                return known
             row = Holder(data=data, card_number=card_number, card_expiry=card_expiry,
                          created_at=now, identity=identity)
             s.add(row)

@@ -1051,6 +1051,7 @@ def issuer_router(ctx: Context) -> APIRouter:
         _check_reach(ctx, body.phone_id, body.over_the_air)
         from mcred.provision import (
             ProvisionError,
+            ProvisioningUnfinishedError,
             UnknownHolderError,
             check_holder_for_new_phone,
             registered_holder,
@@ -1063,6 +1064,9 @@ def issuer_router(ctx: Context) -> APIRouter:
                 check_holder_for_new_phone(ctx, known, body.phone_id)
         except UnknownHolderError as exc:
             raise ProblemException(NOT_FOUND, str(exc)) from None
+        except ProvisioningUnfinishedError as exc:  # the holder's own provisioning of the phone stopped
+            raise ProblemException(problems.CONFLICT, f"{exc}; over the API: POST /tsm-jobs/{exc.job_id}/resume "
+                                   f"finishes it, POST /tsm-jobs/{exc.job_id}/abandon gives it up") from None
         except ProvisionError as exc:
             raise ProblemException(problems.CONFLICT, str(exc)) from None
         _check_password(ctx, body.holder_id if body.holder is None else parsed, body.password)

@@ -133,6 +133,9 @@ class Env:
         from reader.trust import TrustStore
 
         self.ctx, self.key_type, self.mdoc_batch = ctx, key_type, mdoc_batch
+        #: this run's own people (:func:`_holder`): a drill run again in the same installation
+        #: ($MCRED_HOME, POST /drills) provisions new people, not the last run's again
+        self.run_tag = secrets.token_hex(3)
         issuer_port(ctx)
         svc = mdoc_service(ctx)
         #: the registry's own ttl back (:meth:`close`; at the latest when this goes)
@@ -539,14 +542,18 @@ class DrillReport:
 # --- building blocks --------------------------------------------------------------------------
 
 
-def _holder(i: int, tag: str) -> Any:
-    return parse_holder(dict(HOLDER, address=f"{HOLDER['address']} {tag}-{i}"))
+def _holder(env: Env, i: int, tag: str) -> Any:
+    """Subject ``i`` of a drill's ``tag``: a person of their own (an address of their own, in
+    this run's :attr:`Env.run_tag`). The registry takes a holder file's identity fields for
+    who the person is, and one person holds the credentials on one phone: the same record
+    again, in this run or in a later one of the same installation, would be refused."""
+    return parse_holder(dict(HOLDER, address=f"{HOLDER['address']} {env.run_tag}-{tag}-{i}"))
 
 
 def _new_subject(env: Env, rep: SubjectReport, i: int, tag: str) -> ProvisionResult:
     pid = env.ctx.new_phone()
     rep.phone = pid
-    return rep.timed("provision", lambda: provision(env.ctx, pid, _holder(i, tag),
+    return rep.timed("provision", lambda: provision(env.ctx, pid, _holder(env, i, tag),
                                                     key_type=env.key_type,
                                                     mdoc_batch=env.mdoc_batch))
 
@@ -848,7 +855,7 @@ def cert_renewal(env: Env, i: int) -> SubjectReport:
     pid = env.ctx.new_phone()
     rep.phone = pid
     r = rep.timed("provision (RSA-2048: today's card)", lambda: provision(
-        env.ctx, pid, _holder(i, "cr"), key_type="rsa2048", mdoc_batch=env.mdoc_batch))
+        env.ctx, pid, _holder(env, i, "cr"), key_type="rsa2048", mdoc_batch=env.mdoc_batch))
     captured = _capture(env, rep, r)
     account = _open_account(env, pid, r.pin)
     t0 = time.perf_counter()
@@ -1295,7 +1302,7 @@ def _kloc_compromise(env: Env, report: DrillReport, workers: int,
         list(pool.map(move, subjects))
     rep = SubjectReport(phone=stock)
     rep.timed("provision (stock: moved at first contact)",
-              lambda: provision(env.ctx, stock, _holder(0, "kloc-stock"), key_type=env.key_type,
+              lambda: provision(env.ctx, stock, _holder(env, 0, "kloc-stock"), key_type=env.key_type,
                                 mdoc_batch=env.mdoc_batch))
     opened, why = thief.opens(env.ctx.home, stock)
     _require(not opened, f"{stock}: the phone from stock still takes the leaked CA's OCE after its first contact")
@@ -1337,7 +1344,7 @@ def abandoned(env: Env, i: int) -> SubjectReport:
 
     def provision_until_it_dies() -> bool:
         try:
-            provision(env.ctx, pid, _holder(i, "ab"), key_type=env.key_type, mdoc_batch=env.mdoc_batch,
+            provision(env.ctx, pid, _holder(env, i, "ab"), key_type=env.key_type, mdoc_batch=env.mdoc_batch,
                       pin=_PIN, password=_PASSWORD, after_step=stop_before_done)
         except _WorkerDied:
             return True

@@ -375,10 +375,7 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
         transmit = wallet_sim.open_secure_element(phone_id, ctx.home).transmit  # the phone exists, or refuse now
     port = issuer_port(ctx)
     tsm = tsm_for(ctx, port, actor)  # the issuer's keys and the TSM master key open, or refuse now
-    known = holder if isinstance(holder, str) else registered_holder(ctx, holder)
-    if known is not None and not isinstance(holder, str):  # the same person again: one phone per person
-        check_holder_for_new_phone(ctx, known, phone_id)
-    _check_phone_free(ctx, phone_id, known or holder)  # before anything is registered
+    known = _check_phone_free(ctx, phone_id, holder)  # before anything is registered
     check_mdoc_issuance(ctx, known)
     try:
         holder_id = register(ctx, holder, phone_id, actor=actor)
@@ -404,12 +401,12 @@ def _claim_holder(ctx: Context, tsm: Tsm, holder_id: str, phone_id: str, job_id:
     provisioning created before this one. Of two runs at once, each sees the other's job once
     its own is written, and exactly one, the later, gives up: the check before
     (:func:`check_holder_for_new_phone`) cannot see a rival that has issued nothing yet."""
-    with ctx.sessions() as s:
-        phones = list(s.scalars(select(Phone.id).where(Phone.holder_id == holder_id)))
-        busy = s.scalar(select(Credential.phone_id).where(Credential.holder_id == holder_id,
-                                                          Credential.phone_id != phone_id,
-                                                          Credential.status.in_(_LIVE)).limit(1))
-    first = list_jobs(ctx.engine, kind="provision", unfinished=True, se_ids=phones, limit=1)
+    with ctx.engine.begin() as conn:  # one read transaction, committed: every holder file's run makes it
+        phones = list(conn.scalars(select(Phone.id).where(Phone.holder_id == holder_id)))
+        busy = conn.scalar(select(Credential.phone_id).where(Credential.holder_id == holder_id,
+                                                             Credential.phone_id != phone_id,
+                                                             Credential.status.in_(_LIVE)).limit(1))
+        first = list_jobs(conn, kind="provision", unfinished=True, se_ids=phones, limit=1)
     rival = busy or (first[0].se_id if first and first[0].id != job_id else None)
     if rival is None:
         return
@@ -438,15 +435,15 @@ def _let_go(ctx: Context, phone_id: str, job_id: str, why: str, actor: str) -> s
         return released
 
 
-def registered_holder(ctx: Context, holder: cardsub.Holder) -> str | None:
+def registered_holder(ctx: Context, holder: cardsub.Holder, bind: Connection | None = None) -> str | None:
     """The id of the holder registered already as the person a holder file names
     (``issuer.holders.registered``: the same names, kana, birth date, sex and address), or
-    None; :class:`ProvisionRefused` when the registry holds another Roman-letter name for
-    them."""
+    None (read in ``bind``'s transaction if given); :class:`ProvisionRefused` when the
+    registry holds another Roman-letter name for them."""
     from issuer.holders import registered
 
     try:
-        return registered(ctx.sessions, holder)
+        return registered(ctx.sessions, holder, bind=bind)
     except RegistryHolderError as exc:
         raise ProvisionRefused(str(exc)) from None
 
@@ -454,7 +451,9 @@ def registered_holder(ctx: Context, holder: cardsub.Holder) -> str | None:
 def check_holder_for_new_phone(ctx: Context, holder_id: str, phone_id: str | None = None) -> None:
     """Refuse (:class:`ProvisionError`, naming what to do instead) provisioning a registered
     holder afresh when the registry has no such holder, or when one of the holder's phones
-    still has live credentials (moving them is a handover: ``mcred handover``)."""
+    still has live credentials (moving them is a handover: ``mcred handover``; on
+    ``phone_id`` itself, whose provisioning stopped half-way, the unfinished job to resume or
+    give up: :class:`ProvisioningUnfinishedError`)."""
     from issuer.db import Holder
     from issuer.holders import is_erased
 
@@ -468,6 +467,9 @@ def check_holder_for_new_phone(ctx: Context, holder_id: str, phone_id: str | Non
         busy = s.scalar(select(Credential.phone_id).where(Credential.holder_id == holder_id,
                                                           Credential.status.in_(_LIVE)).limit(1))
     if busy is not None and busy == phone_id:
+        job = unfinished_job(ctx, phone_id)
+        if job is not None:  # its own provisioning stopped half-way: that job is finished, not a new one
+            raise _unfinished(phone_id, job)
         raise ProvisionRefused(f"phone {busy} already holds holder {holder_id}'s live credentials: fresh MSOs "
                              f"come from `mcred mdoc refresh --phone {busy}`, new certificates from a "
                              "renewal (POST /handovers, kind renewal)")
@@ -531,22 +533,36 @@ def check_mdoc_issuance(ctx: Context, holder_id: str | None) -> None:
         raise ProvisionError(f"no mdoc can be issued now, nothing was done: {why}")
 
 
-def _check_phone_free(ctx: Context, phone_id: str, holder: cardsub.Holder | str) -> None:
+def _check_phone_free(ctx: Context, phone_id: str, holder: cardsub.Holder | str) -> str | None:
     """Refuse, naming what to do instead, a phone with an unfinished provisioning job (it is
-    resumed, not started again: its secrets and keys are already on their way) or one that
-    belongs to another holder."""
-    with ctx.engine.begin() as conn:  # both reads in one transaction
+    resumed, not started again: its secrets and keys are already on their way; also when the
+    job is this same person's), one that belongs to another holder, or a parsed holder whom
+    the registry knows already (:func:`registered_holder`) with live credentials
+    (:func:`check_holder_for_new_phone`: on another phone, moved by a handover). The
+    registered holder ``holder`` is: itself for an id, the known person's or None for a
+    parsed holder. The reads in one transaction (a provisioning's round trips:
+    tests/test_db_roundtrips.py)."""
+    with ctx.engine.begin() as conn:
         job = unfinished_job(ctx, phone_id, conn)
         owner = conn.execute(select(Phone.holder_id).where(Phone.id == phone_id)).scalar()
+        known = holder if isinstance(holder, str) else registered_holder(ctx, holder, conn)
     if job is not None:
-        where = f"stopped before step {job.current_step}" if job.current_step else "at its end"
-        raise ProvisioningUnfinishedError(
-            f"phone {phone_id} has an unfinished provisioning job {job.id} ({job.state}, {where}"
-            + (f": {job.error}" if job.error else "") + f"); resume it with `mcred provision --resume {job.id}`"
-            f", or give it up with `mcred tsm abandon {job.id} --reason TEXT`",
-            job.id)
-    if owner and owner != holder:
+        raise _unfinished(phone_id, job)
+    if known is not None and not isinstance(holder, str):  # the same person again: one phone per person
+        check_holder_for_new_phone(ctx, known, phone_id)
+    if owner and owner != (known or holder):
         raise ProvisionRefused(another_holders_phone(phone_id))
+    return known
+
+
+def _unfinished(phone_id: str, job: JobView) -> ProvisioningUnfinishedError:
+    """The refusal of a phone whose provisioning job ``job`` has not finished."""
+    where = f"stopped before step {job.current_step}" if job.current_step else "at its end"
+    return ProvisioningUnfinishedError(
+        f"phone {phone_id} has an unfinished provisioning job {job.id} ({job.state}, {where}"
+        + (f": {job.error}" if job.error else "") + f"); resume it with `mcred provision --resume {job.id}`"
+        f", or give it up with `mcred tsm abandon {job.id} --reason TEXT`",
+        job.id)
 
 
 def another_holders_phone(phone_id: str) -> str:

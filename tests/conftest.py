@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -195,6 +196,20 @@ def reveals(text: str, secret: str) -> bool:
     import re
 
     return re.search(rf"(?<![0-9A-Za-z]){re.escape(secret)}(?![0-9A-Za-z])", text) is not None
+
+
+_PEOPLE = itertools.count(1)
+
+
+def person(holder: Mapping, **changes) -> dict:
+    """``holder`` (a holder file's record) as a person of their own: the same record at an
+    address of its own (``-N`` added, N new in this process), with ``changes``. The registry
+    takes a holder file's identity fields (names, kana, birth date, sex, address) for who the
+    person is, and one person holds the smartphone credentials on one phone only: a test
+    that provisions several phones for several people in one installation gives each
+    provisioning a ``person(HOLDER)``; one that means the same person again (a handover, the
+    refusal) uses ``HOLDER`` itself."""
+    return {**holder, "address": f"{holder['address']}-{next(_PEOPLE)}", **changes}
 
 
 def pytest_collection_modifyitems(config, items) -> None:

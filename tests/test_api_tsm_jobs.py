@@ -11,14 +11,15 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import reveals
+from conftest import person, reveals
 from fastapi.testclient import TestClient
 from test_api_flows import _wait
 
 import wallet_sim
 from issuer.api.auth import create_token
+from issuer.db import Phone
 from mcred.context import Context
-from mcred.provision import parse_holder, provision
+from mcred.provision import ProvisioningUnfinishedError, parse_holder, provision
 from mcred.service import create_app
 
 #: every answer of the flows, refusals too, held to the OpenAPI document (tests/documented.py)
@@ -63,13 +64,27 @@ def test_a_stopped_provisioning_is_resumed_or_abandoned_over_the_api(home: Path,
             assert c.get("/tsm-jobs", headers=tok[scope]).status_code == 403
             assert c.post(f"/tsm-jobs/{tsm_job}/abandon", headers=tok[scope],
                           json={"reason": "x"}).status_code == 403
-        # a new provisioning of the phone fails, naming the TSM job and both ways out
+        # a new provisioning of the phone (for another person) fails, naming the TSM job and
+        # both ways out
         r = c.post("/provisioning", headers=tok["issuer"],
-                   json={"phone_id": first, "holder": HOLDER, "key_type": "p384", **SECRETS})
+                   json={"phone_id": first, "holder": person(HOLDER), "key_type": "p384", **SECRETS})
         failed = _wait(c, tok["issuer"], r.json()["id"])
         assert failed["state"] == "failed" and failed["error"]["type"] == "ProvisioningUnfinishedError"
         assert f"/tsm-jobs/{tsm_job}/resume" in failed["error"]["detail"]
         assert f"/tsm-jobs/{tsm_job}/abandon" in failed["error"]["detail"]
+        # the same person again (the holder record, or by id) is told the same at once, not
+        # that the phone "already holds" their credentials and wants an mdoc refresh or a
+        # renewal: its provisioning stopped half-way, and is finished or given up
+        with ctx.sessions() as s:
+            stopped_holder = s.get(Phone, first).holder_id
+        for again in ({"holder": HOLDER}, {"holder_id": stopped_holder}):
+            r = c.post("/provisioning", headers=tok["issuer"],
+                       json={"phone_id": first, **again, "key_type": "p384", **SECRETS})
+            said = r.json()["detail"]
+            assert r.status_code == 409 and "already holds" not in said, r.json()
+            assert f"unfinished provisioning job {tsm_job}" in said and f"/tsm-jobs/{tsm_job}/resume" in said
+        with pytest.raises(ProvisioningUnfinishedError, match=f"unfinished provisioning job {tsm_job}"):
+            provision(ctx, first, parse_holder(HOLDER), key_type="p384", mdoc_batch=1)
         # resumed: a new API job, the sealed secrets reused, none shown
         r = c.post(f"/tsm-jobs/{tsm_job}/resume", headers=tok["issuer"])
         assert r.status_code == 202, r.json()

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import typer.main
+from conftest import person
 from typer.testing import CliRunner
 
 from mcred.cli import main
@@ -104,8 +105,9 @@ HOLDER = {"family_name": "山田", "given_name": "太郎", "family_name_kana": "
 
 
 def _provisioned(tmp) -> dict:  # noqa: ANN001 - the data directory's parent
-    """A phone provisioned for a new holder whose secrets are HOLDER's: its provision --json."""
-    (tmp / "holder.json").write_text(json.dumps(HOLDER, ensure_ascii=False), encoding="utf-8")
+    """A phone provisioned for a new holder (a person of their own) whose secrets are HOLDER's:
+    its provision --json."""
+    (tmp / "holder.json").write_text(json.dumps(person(HOLDER), ensure_ascii=False), encoding="utf-8")
     r = CliRunner().invoke(app, ["provision", "--phone", "new", "--holder", str(tmp / "holder.json"),
                                  "--key-type", "p384", "--mdoc-batch", "1", "--json"])
     assert r.exit_code == 0, r.output

@@ -5,7 +5,7 @@ reasons, the SEs' applets and keys, the phones' states."""
 from __future__ import annotations
 
 import pytest
-from conftest import fsync_skipped
+from conftest import fsync_skipped, person
 from sqlalchemy import select
 
 import wallet_sim
@@ -49,8 +49,10 @@ def final_state(ctx, phones: dict[str, str]) -> dict:
 
 
 def setup(ctx, kind):
+    """A holder of their own (a person of their own: the installation is the module's, and
+    one person holds the credentials on one phone) on a new phone, ready for ``kind``."""
     old = wallet_sim.create_phone(ctx.home)
-    r = provision(ctx, old, parse_holder(HOLDER), key_type="p384", mdoc_batch=1)
+    r = provision(ctx, old, parse_holder(person(HOLDER)), key_type="p384", mdoc_batch=1)
     phones = {"old": old}
     new = None
     if kind == "model_change":

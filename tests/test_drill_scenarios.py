@@ -222,3 +222,15 @@ def test_cli_drill_removes_its_temporary_installation_once_every_scenario_passed
     assert kept.exit_code == 0, kept.output
     (home,) = [p for p in tmp_path.iterdir() if p.name.startswith("mcred-drill-")]
     assert f"installation {home}: kept" in kept.stderr and (home / "mcred.sqlite3").is_file()
+
+
+def test_a_drill_run_again_in_the_same_installation_provisions_new_people(tmp_path, monkeypatch):
+    """`mcred drill` with $MCRED_HOME set, or POST /drills, runs in the operator's installation,
+    where the registry takes a holder file's person for the registered holder (one person,
+    one phone): a second run of a scenario provisioned the first run's bystander and subject
+    records again, whose credentials are still live, and failed at the one-phone rule."""
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    ctx = Context.open(tmp_path / "home")
+    for run in (1, 2):
+        report = run_drill(ctx, "renewal", phones=1, ttl=1)
+        assert report.passed, (run, report.error)

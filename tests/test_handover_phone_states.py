@@ -6,7 +6,7 @@ ran to ``done`` and did the wrong thing; tests/test_lifecycle_model.py found the
 from __future__ import annotations
 
 import pytest
-from conftest import fsync_skipped
+from conftest import fsync_skipped, person
 from sqlalchemy import select
 
 import wallet_sim
@@ -25,8 +25,10 @@ def ctx(tmp_path_factory):
 
 
 def _provisioned(ctx):
+    """A new phone provisioned for a holder of its own (a person of their own: the
+    installation is the module's, and one person holds the credentials on one phone)."""
     phone = wallet_sim.create_phone(ctx.home)
-    return provision(ctx, phone, parse_holder(HOLDER), key_type="p384", mdoc_batch=1)
+    return provision(ctx, phone, parse_holder(person(HOLDER)), key_type="p384", mdoc_batch=1)
 
 
 def _run(ctx, kind: str, holder_id: str, old: str | None, new: str | None = None) -> str:

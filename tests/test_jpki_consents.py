@@ -10,7 +10,7 @@ import base64
 import datetime as dt
 
 import pytest
-from conftest import fsync_skipped
+from conftest import fsync_skipped, person
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -46,9 +46,11 @@ def world(tmp_path_factory):
             yield {"ctx": ctx, "client": client, "tokens": tokens}
 
 
-def _phone(ctx):
+def _phone(ctx, holder: dict | None = None):
+    """A phone provisioned for ``holder``, by default a person of their own (the installation
+    is the module's: one person, one phone)."""
     phone = wallet_sim.create_phone(ctx.home)
-    return provision(ctx, phone, parse_holder(HOLDER), key_type="p384", mdoc_batch=1)
+    return provision(ctx, phone, parse_holder(holder or person(HOLDER)), key_type="p384", mdoc_batch=1)
 
 
 def _signed(ctx, r, relying_party: str = INSURER, **kwargs) -> tuple[bytes, bytes]:
@@ -70,7 +72,8 @@ def _register(world, document: bytes, p7s: bytes, who: str = INSURER):
 
 def test_a_consent_gives_the_basic_four_now_until_it_is_withdrawn(world):
     ctx = world["ctx"]
-    r = _phone(ctx)
+    holder = person(HOLDER)
+    r = _phone(ctx, holder)
     document, p7s = _signed(ctx, r)
     first = _register(world, document, p7s)
     assert first.status_code == 201, first.text
@@ -84,7 +87,7 @@ def test_a_consent_gives_the_basic_four_now_until_it_is_withdrawn(world):
     path = f"/jpki/consents/{consent['id']}/basic-four"
     now = _call(world, "GET", path, INSURER).json()
     assert now["basic_four"] == {"name": "山田\u3000花子", "birth_date": "1950-04-01", "sex": 2,
-                                 "address": HOLDER["address"]}
+                                 "address": holder["address"]}
     assert now["changed"] == [] and now["signing_certificate"] == consent["signer_serial"]
     # nobody else's: another party (a token made without a name is "token-<id>") learns
     # nothing, not even that the consent exists

@@ -16,6 +16,7 @@ import os
 
 import httpx
 import pytest
+from conftest import person
 from documented import assert_documented
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -83,7 +84,7 @@ def test_signed_on_the_phone_verified_by_us_and_by_pyhanko(world, key_type):
                        "revocation"]
     assert c["pdf_coverage"]["reason"] == "Signature1: covers the whole file"
     assert c["revocation"]["reason"].startswith(f"Signature1: OCSP good ({world['issuer_url']}/ocsp")
-    assert result["documents"][0]["basic_four"]["address"] == HOLDER["address"]
+    assert result["documents"][0]["basic_four"]["address"] == world["holders"][key_type]["address"]
     # pyHanko's own validator, fetching our OCSP answer itself
     sig = PdfFileReader(io.BytesIO(signed)).embedded_signatures[0]
     status = validate_pdf_signature(sig, _pyhanko_context(world, allow_fetching=True))
@@ -172,7 +173,7 @@ def test_revoked_is_seen_by_us_and_by_pyhanko(world):
     from issuer.revocation import revoke
 
     phone = wallet_sim.create_phone(world["home"])
-    provision(world["ctx"], phone, parse_holder(HOLDER), key_type="p384", mdoc_batch=1, pin="1234",
+    provision(world["ctx"], phone, parse_holder(person(HOLDER)), key_type="p384", mdoc_batch=1, pin="1234",
               password=PASSWORD)
     signed = sign_pdf_file(phone, PASSWORD.encode(), blank_pdf(), world["home"])
     assert verify_pdf(signed, roots=world["roots"])["valid"]

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import fsync_skipped, reveals
+from conftest import fsync_skipped, person, reveals
 from cryptography import x509
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
@@ -58,10 +58,11 @@ def live(tmp_path_factory):
 
 def _phone(ctx, *, birth: str = HOLDER["birth_date"], key_type: str = "rsa2048", **extra) -> tuple[str, str]:
     """(phone, holder id) of a holder born on ``birth``, provisioned today (RSA-2048: today's
-    card, whose certificates run 5 birthdays and the card 10)."""
+    card, whose certificates run 5 birthdays and the card 10): a person of their own (the
+    installation is the module's, and one person holds the credentials on one phone)."""
     phone = wallet_sim.create_phone(ctx.home)
     secrets = {"pin": PIN, "puk": "43214321", **({"password": PASSWORD} if "password" not in extra else {})}
-    holder = parse_holder({**HOLDER, "birth_date": birth, **secrets, **{k: v for k, v in extra.items() if v is not None}})
+    holder = parse_holder({**person(HOLDER), "birth_date": birth, **secrets, **{k: v for k, v in extra.items() if v is not None}})
     r = provision(ctx, phone, holder, key_type=key_type, mdoc_batch=1)
     return phone, r.holder_id
 

@@ -21,6 +21,7 @@ import time
 
 import httpx
 import pytest
+from conftest import person
 from cryptography.hazmat.primitives import serialization
 from documented import assert_documented
 from hypothesis import HealthCheck, given, settings
@@ -232,7 +233,7 @@ def test_the_user_authentication_certificate_signs_no_filing(world):
 def test_a_revoked_certificate_is_refused(world):
     ctx, home = world["ctx"], world["home"]
     phone = wallet_sim.create_phone(home)
-    provision(ctx, phone, parse_holder(HOLDER), key_type="p384", mdoc_batch=1, pin="1234", password=PASSWORD)
+    provision(ctx, phone, parse_holder(person(HOLDER)), key_type="p384", mdoc_batch=1, pin="1234", password=PASSWORD)
     signed = sign_xml_file(phone, PASSWORD.encode(), FILING, home)
     assert verify_xml(signed, roots=world["roots"])["valid"]
     run_cli("revoke", "--phone", phone, "--reason", "cessationOfOperation")
@@ -248,7 +249,7 @@ def test_a_time_stamped_filing_outlives_the_certificates_revocation(world, tmp_p
     unstamped one is refused; a broken or borrowed token is refused by name."""
     ctx, home, files = world["ctx"], world["home"], world["files"]
     phone = wallet_sim.create_phone(home)
-    provision(ctx, phone, parse_holder(HOLDER), key_type="rsa2048", mdoc_batch=1, pin="1234", password=PASSWORD)
+    provision(ctx, phone, parse_holder(person(HOLDER)), key_type="rsa2048", mdoc_batch=1, pin="1234", password=PASSWORD)
     tsa_roots = time_stamp_authority(ctx).roots()
     tsa_pem = tmp_path / "tsa.pem"
     tsa_pem.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in tsa_roots))

@@ -903,14 +903,14 @@ def test_two_registrations_of_one_person_at_once_make_one_holder(ctx, monkeypatc
 
     a, b = wallet_sim.create_phone(ctx.home), wallet_sim.create_phone(ctx.home)
     first = holders.register(ctx.sessions, parse_holder(HOLDER), phone_id=a)
-    looked = holders.registered
+    looked = holders._registered  # the look-up, in the transaction that would register them
     calls = []
 
-    def not_yet(sessions, holder):  # noqa: ANN001, ANN202 - the look-up before the rival committed
+    def not_yet(s, data):  # noqa: ANN001, ANN202 - the look-up before the rival committed
         calls.append(1)
-        return None if len(calls) == 1 else looked(sessions, holder)
+        return None if len(calls) == 1 else looked(s, data)
 
-    monkeypatch.setattr(holders, "registered", not_yet)
+    monkeypatch.setattr(holders, "_registered", not_yet)
     assert holders.register(ctx.sessions, parse_holder(HOLDER), phone_id=b) == first
     assert _holders(ctx) == [first] and len(calls) == 2
     with ctx.sessions() as s:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from conftest import person
 from cryptography.hazmat.primitives import serialization
 from documented import assert_documented
 from fastapi.testclient import TestClient
@@ -83,26 +84,29 @@ def run_cli(*args: str, code: int = 0) -> str:
 @contextlib.contextmanager
 def served_installation(tmp_path_factory, holder: dict, password: str, key_types: tuple[str, ...] = ("p384",),
                         slots: tuple[str, ...] = ("sign",)) -> Iterator[dict]:
-    """An installation with one phone per key type provisioned for ``holder`` (PIN 1234,
-    signing ``password``, also in ``files/pw``), `mcred serve` on its public URL and a reader
-    whose relying party trusts the JPKI roots of ``slots``, while inside: yields ``ctx``,
-    ``home``, ``files``, ``phones`` (by key type), ``roots``, ``issuer_url``,
-    ``reader_url``, ``rp`` and ``issuer_app``."""
+    """An installation with one phone per key type (PIN 1234, signing ``password``, also in
+    ``files/pw``), the first provisioned for ``holder``, each other one for a person of their
+    own (``conftest.person(holder)``: one person holds the credentials on one phone),
+    `mcred serve` on its public URL and a reader whose relying party trusts the JPKI roots of
+    ``slots``, while inside: yields ``ctx``, ``home``, ``files``, ``phones`` and ``holders``
+    (each phone's holder record, by key type), ``roots``, ``issuer_url``, ``reader_url``,
+    ``rp`` and ``issuer_app``."""
     home = tmp_path_factory.mktemp("home")
     files = tmp_path_factory.mktemp("files")
     issuer_port = free_port()
     with installation_env(home, issuer_port):
         ctx = Context.open(home)
-        phones = {}
+        phones, holders = {}, {}
         for key_type in key_types:
             phones[key_type] = wallet_sim.create_phone(home)
-            provision(ctx, phones[key_type], parse_holder(holder), key_type=key_type, mdoc_batch=1,
+            holders[key_type] = person(holder) if holders else holder
+            provision(ctx, phones[key_type], parse_holder(holders[key_type]), key_type=key_type, mdoc_batch=1,
                       pin="1234", password=password)
         issuer = jpki_issuer(ctx)
         roots = [root for slot in slots for root in issuer.roots(slot)]
         (files / "pw").write_text(password + "\n")
         with issuer_and_relying_party(ctx, issuer_port, roots) as (issuer_url, reader_url, rp, issuer_app):
-            yield {"ctx": ctx, "home": home, "files": files, "phones": phones, "roots": roots,
+            yield {"ctx": ctx, "home": home, "files": files, "phones": phones, "holders": holders, "roots": roots,
                    "issuer_url": issuer_url, "reader_url": reader_url, "rp": rp, "issuer_app": issuer_app}
 
 

@@ -20,6 +20,7 @@ import time
 import httpx
 import pytest
 import sqlalchemy as sa
+from conftest import person
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
@@ -325,10 +326,12 @@ class PhoneThread(PhoneAgentThread):
         super().__init__(endpoint, pid, phone_home, transmit=counted, client=client, retry_for_s=10)
 
 
-def _provision_over_the_air(ctx, endpoint, pid, phone_home, **phone_kw):
+def _provision_over_the_air(ctx, endpoint, pid, phone_home, holder=HOLDER, **phone_kw):
+    """Provision ``pid`` over the air for ``holder`` (HOLDER: one person, one phone; another
+    phone of the installation's is for ``person(HOLDER)``)."""
     agent = PhoneThread(endpoint.url, pid, phone_home, **phone_kw)
     result = over_the_air(endpoint.hub, pid, lambda transmit: provision(
-        ctx, pid, parse_holder(dict(HOLDER, pin="1234", password="ABC123")), key_type="p384",
+        ctx, pid, parse_holder(dict(holder, pin="1234", password="ABC123")), key_type="p384",
         mdoc_batch=1, transmit=transmit), on_session=agent.start)
     agent.join()
     return result, agent
@@ -393,7 +396,7 @@ def test_a_phone_whose_factory_names_this_tsm_meets_it_under_scp11a_over_the_air
     before = wallet_sim.open_secure_element(pid, phone_home).path.read_bytes()
     with seram_endpoint(_free_listen()) as endpoint:
         with pytest.raises(SecureChannelError, match="refused the TSM's certificate"):
-            _provision_over_the_air(ctx, endpoint, pid, phone_home)
+            _provision_over_the_air(ctx, endpoint, pid, phone_home, holder=person(HOLDER))
     assert wallet_sim.open_secure_element(pid, phone_home).path.read_bytes() == before
 
 
@@ -903,11 +906,11 @@ def test_a_session_opens_in_one_exchange_less_and_the_survey_reads_in_one(ctx):
     assert link.ins[1] == [0x2A, 0x82]  # the TSM's certificate + MUTUAL AUTHENTICATE: after the SE's
     assert [0xD8, 0xA4, 0x50] in link.ins  # PUT KEY, and the next session's SELECT + INITIALIZE UPDATE
     assert [0xCA, 0xF2] in link.ins  # GET DATA FF21 + GET STATUS
-    for k in range(8):  # a lost answer to each of the first exchanges, pairs among them
-        pid = ctx.new_phone()
+    for k in range(8):  # a lost answer to each of the first exchanges, pairs among them: a phone
+        pid = ctx.new_phone()  # and a person of their own each
         se = wallet_sim.open_secure_element(pid, ctx.home)
         with pytest.raises(TransportError):
-            provision(ctx, pid, parse_holder(dict(HOLDER, pin="1234", password="ABC123")), key_type="p384",
+            provision(ctx, pid, parse_holder(person(HOLDER, pin="1234", password="ABC123")), key_type="p384",
                       mdoc_batch=1, transmit=Batches(se, lose=k))
         from mcred.provision import unfinished_job
 

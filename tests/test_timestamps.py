@@ -17,6 +17,7 @@ import time
 
 import httpx
 import pytest
+from conftest import person
 from cryptography.hazmat.primitives import serialization
 from test_present_http import free_port, installation_env
 from test_rp_http import run_cli
@@ -571,7 +572,7 @@ def test_validation_data_from_an_issuer_that_does_not_answer_is_said(home):
     with installation_env(home, free_port()):  # the public URL's port: nothing listens there
         ctx = Context.open(home)
         phone = wallet_sim.create_phone(home)
-        provision(ctx, phone, parse_holder(HOLDER), key_type="p384", mdoc_batch=1, pin="1234", password=PASSWORD)
+        provision(ctx, phone, parse_holder(person(HOLDER)), key_type="p384", mdoc_batch=1, pin="1234", password=PASSWORD)
         roots = jpki_issuer(ctx).roots("sign")
         with pytest.raises(PdfSigningError, match=r"is the issuer's service \(mcred serve\) answering"):
             sign_pdf_file(phone, PASSWORD.encode(), blank_pdf(), home, ltv_roots=roots)

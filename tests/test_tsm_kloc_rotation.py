@@ -340,14 +340,16 @@ def test_mcred_rotates_the_kloc_ca_and_moves_the_ses(home, tmp_path):
     is moved by a job, the phone from stock at its first contact; both then name the new CA."""
     import json
 
+    from conftest import person
     from test_provision_e2e import HOLDER
     from typer.testing import CliRunner
 
     from mcred.cli.main import app
 
     run = CliRunner()
-    holder = tmp_path / "holder.json"
+    holder, other = tmp_path / "holder.json", tmp_path / "other.json"  # two phones, two people
     holder.write_text(json.dumps(HOLDER, ensure_ascii=False), encoding="utf-8")
+    other.write_text(json.dumps(person(HOLDER), ensure_ascii=False), encoding="utf-8")
 
     def phone() -> str:
         r = run.invoke(app, ["phone", "new", "--json"])
@@ -383,7 +385,7 @@ def test_mcred_rotates_the_kloc_ca_and_moves_the_ses(home, tmp_path):
     assert [(m["phone"], m["kloc"], m["ca_ski"]) for m in out["moved"]] == [(used, "replaced", new_ski)]
     assert out["failed"] == [] and names(used) == new_ski
     # the stock phone: provisioned now, met with the retired chain and moved at first contact
-    assert run.invoke(app, ["provision", "--phone", stock, "--holder", str(holder)]).exit_code == 0
+    assert run.invoke(app, ["provision", "--phone", stock, "--holder", str(other)]).exit_code == 0
     assert names(stock) == new_ski
     r = run.invoke(app, ["tsm", "rotate-kloc", "--phone", stock, "--phone", used])
     assert r.exit_code == 0 and r.stdout.count("already names KLOC CA") == 2, r.output
