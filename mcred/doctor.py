@@ -462,12 +462,14 @@ def _mdoc_iaca(ctx, now=None) -> Finding:  # noqa: ANN001
 
     now = now or dt.datetime.now(dt.UTC)
     # the installation's own margin (the service reads no keys and makes nothing to say it)
-    stops = cert.not_valid_after_utc - mdoc_service(ctx).pki.config.rollover_margin
+    margin = mdoc_service(ctx).pki.config.rollover_margin
+    stops = cert.not_valid_after_utc - margin
     detail = (f"{current.label} valid until {cert.not_valid_after_utc.date().isoformat()}; "
               f"{len(rows)} generation(s)")
+    # staged while it can still be started (MdocPki.staged_iaca: not in its own last months)
     staged = next((r for r in reversed(rows) if not r.active and r.revoked_at is None
                    and generation(r.label) > generation(current.label)
-                   and now < x509.load_der_x509_certificate(r.certificate).not_valid_after_utc), None)
+                   and now < x509.load_der_x509_certificate(r.certificate).not_valid_after_utc - margin), None)
     if staged is not None:
         detail += f"; {staged.label} staged (in the trust bundle) since {staged.created_at.date().isoformat()}"
     if stops - now < dt.timedelta(days=IACA_NOTICE_DAYS):

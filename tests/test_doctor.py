@@ -272,3 +272,25 @@ def test_doctor_reads_the_installations_own_rollover_margin(home):
         assert not late.ok and f"stops on {(end - dt.timedelta(days=30)).date().isoformat()}" in late.detail
     finally:
         svc.pki.config = default
+
+
+def test_doctor_names_a_staged_iaca_only_while_it_can_be_started(home):
+    """A staged IACA in its own last 90 days can be started no more (no document signer is
+    made under it; MdocPki.staged_iaca): the doctor had still asked to start it, which the
+    rollover refused; it asks to stage a new one then."""
+    import datetime as dt
+
+    from mcred.context import Context
+    from mcred.doctor import _mdoc_iaca
+    from mcred.mdoc_flow import mdoc_service
+
+    ctx = Context.open(home)
+    svc = mdoc_service(ctx)
+    svc.iaca_certificate()
+    staged = svc.stage_iaca().certificate
+    end = staged.not_valid_after_utc
+    startable = _mdoc_iaca(ctx, end - dt.timedelta(days=91))  # the first IACA ended: issuance stopped
+    assert "mdoc-iaca-2 staged" in startable.detail and startable.fix.startswith("start mdoc-iaca-2")
+    late = _mdoc_iaca(ctx, end - dt.timedelta(days=89))
+    assert "staged" not in late.detail and late.fix.startswith("mcred mdoc iaca stage"), late
+    ctx.engine.dispose()

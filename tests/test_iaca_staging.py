@@ -92,6 +92,42 @@ def test_staging_needs_a_current_iaca_and_a_staged_one_left_unstarted_leaves_the
     assert staged.certificate not in svc.trusted_iacas()
 
 
+def test_a_staged_iaca_in_its_own_last_months_is_no_more_staged(world):  # noqa: F811
+    """A staged IACA left unstarted until its own last months (its 90 days' rollover margin)
+    can vouch for nothing: no document signer is made under it. The rollover had tried to
+    start it and failed on that, naming the rollover itself, and a new staging was refused
+    (one staged): no IACA could be started until it ended, up to 90 days without issuance.
+    It is no more staged then: it leaves the bundle, the rollover makes a new IACA, and a
+    new staging is taken."""
+    svc, _sessions, clock, client = world
+    first = svc.iaca_certificate()
+    clock.now = NOW + dt.timedelta(days=1)
+    staged = svc.stage_iaca()
+    end = staged.certificate.not_valid_after_utc
+    clock.now = end - dt.timedelta(days=91)  # still startable (the first IACA has ended)
+    assert svc.staged_iaca() is not None and svc.trusted_iacas() == [first, staged.certificate]
+    clock.now = end - dt.timedelta(days=30)
+    assert svc.staged_iaca() is None
+    assert staged.certificate not in svc.trusted_iacas()
+    assert staged.certificate not in x509.load_pem_x509_certificates(client.get("/trust/iaca.pem").content)
+    again = svc.stage_iaca()  # one can be staged again
+    assert again.label == "mdoc-iaca-3" and svc.trusted_iacas() == [first, again.certificate]
+    r = svc.rollover()
+    assert r.iaca.certificate == again.certificate and r.staged_since == clock.now
+    assert r.ds.certificate.issuer == again.certificate.subject
+
+
+def test_a_rollover_past_a_staged_iaca_in_its_last_months_makes_a_new_one(world):  # noqa: F811
+    svc, _sessions, clock, _client = world
+    svc.iaca_certificate()
+    staged = svc.stage_iaca()
+    clock.now = staged.certificate.not_valid_after_utc - dt.timedelta(days=30)
+    r = svc.rollover()
+    assert r.iaca.label == "mdoc-iaca-3" and r.staged_since is None
+    assert svc.document_signer().certificate.issuer == r.iaca.certificate.subject
+    assert svc.trusted_iacas() == [r.iaca.certificate]
+
+
 def test_a_staged_iaca_in_the_current_ones_last_months_and_the_refusal_names_it(world):  # noqa: F811
     """In the current IACA's last months issuance stops, naming the rollover, which starts the
     staged IACA; issuance then goes on under it."""

@@ -79,6 +79,19 @@ renewal are refused, and a card renewal goes through; a revocation and a hold go
 (never refused for the card's end), a found lifts the holds and revokes the signing
 certificate without re-issuing it, and a move is recorded in the registry alone, nothing
 re-issued (everything on the phone ended with the card).
+
+Staging is in the model too (specs/issuer-keys.md, "Publish before use"): a rule stages the
+next IACA (``POST /trust/iaca-stage``) when none is staged, and a staging while one is is
+refused (``IacaAlreadyStaged``, 409 iaca-already-staged); the rollover starts the staged IACA
+(the very certificate staged, ``staged_since``), or makes a new one when none is, or when the
+staged one is in its own last 90 days (the clock reaches them: it can be started no more and
+is staged no more). The bundle and the VICAL (``/trust/vical``, imported by
+``TrustStore.import_vical`` under ``/trust/vical-ca.pem``) hold the current IACA, then the
+staged one, then the older ones still vouching; the issuer has no signer under a staged IACA
+and no MSO chains to it before its rollover. Readers take the bundle or the VICAL (with the
+installation, right after each staging, and at any time) and are never told again: each
+takes every new mdoc of an IACA it took (one it took while staged: its first mdocs verify
+with no trust update) and refuses on its chain the mdocs of an IACA staged after it took it.
 """
 
 from __future__ import annotations
@@ -113,7 +126,7 @@ import wallet_sim
 from issuer import handover as wf
 from issuer import revocation
 from issuer.holders import HolderError
-from issuer.mdoc.errors import MdocKeyError
+from issuer.mdoc.errors import IacaAlreadyStaged, MdocKeyError
 from issuer.mdoc.pki import PURPOSE_DS, PURPOSE_STATUS
 from issuer.mdoc.pki import generation as _generation
 from mcred.context import Context
@@ -190,6 +203,8 @@ MAX_TRAVEL = dt.timedelta(days=11 * 365)
 IACA_MARGIN = dt.timedelta(days=90)
 #: IACA generations an example makes at most (each one more CRL and list partition to check)
 MAX_IACAS = 3
+#: readers kept that took the bundle or the VICAL once (the last ones: each judges every new mdoc)
+KEPT_TAKERS = 3
 #: how far past a credential's end :meth:`Lifecycle.advance_past_an_end` goes
 PAST_END = READER_SKEW + dt.timedelta(minutes=5)
 #: an expiry notice's horizon asked (days: the renewal window's 3 months, about)
@@ -234,6 +249,19 @@ class SignerModel:
     reason: str | None = None
     #: the generation of the IACA that issued it
     gen: int = 1
+
+
+@dataclass
+class TrustTaken:
+    """A reader that took the IACAs a reader needs (the trust bundle, /trust/iaca.pem, or the
+    VICAL, /trust/vical) once, and is never told again."""
+
+    via: str  # bundle | vical
+    at: dt.datetime
+    #: the IACA generations it took, and the one staged then (None: none)
+    gens: frozenset[int]
+    staged: int | None
+    trust: object  # reader.trust.TrustStore
 
 
 @dataclass
@@ -337,8 +365,14 @@ class Lifecycle(RuleBasedStateMachine):
         self.auth = {"authorization": f"Bearer {token}"}
         jp = jpki_issuer(self.ctx)
         self.roots = {slot: jp.roots(slot) for slot in ("sign", "auth")}
-        #: the IACA generations, the first made with the installation, then one per rollover
+        #: every IACA generation made, by its number: the first made with the installation,
+        #: then one per staging or rollover that made one (a staged IACA never started keeps
+        #: its number); the current one's and the staged one's (None: none), and when that was
+        #: staged
         self.iacas: list[x509.Certificate] = [mdoc_service(self.ctx).iaca_certificate()]
+        self.current = 1
+        self.staged: int | None = None
+        self.staged_at: dt.datetime | None = None
         self.holder_ids: dict[int, str] = {}
         self.phones: dict[str, PhoneModel] = {}
         self.creds: dict[object, Cred] = {}
@@ -366,6 +400,11 @@ class Lifecycle(RuleBasedStateMachine):
         self.kept_trust.add(self.iacas[0], source="test")
         self.kept_reader = self._reader(self.kept_lists, self.kept_ds_crl, self.kept_trust)
         self.kept_saw: dict[str, dict[int, str]] = {}
+        #: readers that took the trust bundle or the VICAL once and are never told again
+        #: (:meth:`take_trust`): the first took it with the installation (the first IACA)
+        first = TrustStore()
+        first.add(self.iacas[0], source="bundle")
+        self.takers: list[TrustTaken] = [TrustTaken("bundle", dt.datetime.now(dt.UTC), frozenset({1}), None, first)]
         #: when the kept reader last fetched each IACA generation's CRL (the end of the
         #: verification that did), and the signers it listed then
         self.kept_crl_at: dict[int, dt.datetime] = {}
@@ -477,6 +516,7 @@ class Lifecycle(RuleBasedStateMachine):
                     self._learn_ds(seen["mdoc:ds"])
                     self.captured[key] = self._presentation(phone)
                     self._older_readers_refuse(c)
+                    self._takers_judge(c)
             else:
                 assert key == before.get(kind), f"{phone}: the SE's {kind} changed ({before.get(kind)} -> {key})"
                 if key is not None:
@@ -489,7 +529,10 @@ class Lifecycle(RuleBasedStateMachine):
         of its end; then by a new generation, never one seen before (a revoked DS signs
         nothing again)."""
         now, s = _now(), ds.serial_number
-        ds.verify_directly_issued_by(self.iacas[-1])  # the current IACA's, whatever came before
+        if self.staged is not None:  # a staged IACA vouches for nothing before its rollover
+            assert ds.issuer != self.iacas[self.staged - 1].subject, (
+                f"an MSO at {now:%F %T} chains to the staged IACA {self.staged}, not started yet")
+        ds.verify_directly_issued_by(self._current_iaca)  # the current IACA's, whatever came before
         expect = self.signers.get(self.ds_expect) if self.ds_expect is not None else None
         due = expect is None or now > expect.not_after - DS_MARGIN
         if expect is not None and abs(now - (expect.not_after - DS_MARGIN)) < EDGE:
@@ -502,7 +545,7 @@ class Lifecycle(RuleBasedStateMachine):
         else:
             assert due is not False, f"an MSO at {now:%F %T} signed by a new DS {s:x}, the model expected {expect}"
             assert ds.not_valid_before_utc <= now <= ds.not_valid_after_utc - DS_MARGIN, ds
-            self.signers[s] = SignerModel(PURPOSE_DS, "", s, ds.not_valid_after_utc, gen=len(self.iacas))
+            self.signers[s] = SignerModel(PURPOSE_DS, "", s, ds.not_valid_after_utc, gen=self.current)
         self.ds_expect = s
 
     def _learn_list_signer(self, signer: x509.Certificate, gen: int) -> None:
@@ -545,11 +588,27 @@ class Lifecycle(RuleBasedStateMachine):
         """The generation of the IACA that issued ``cert``."""
         return next(n for n, iaca in enumerate(self.iacas, 1) if iaca.subject == cert.issuer)
 
+    @property
+    def _current_iaca(self) -> x509.Certificate:
+        return self.iacas[self.current - 1]
+
+    def _staged_now(self) -> tuple[int | None, bool]:
+        """The staged IACA generation a rollover starts now (None: none, it makes a new
+        one), and whether that is at an edge (either). A staged IACA is started while a
+        document signer can be made under it: not in its own last 90 days (it could vouch
+        for nothing), when it is no more staged: a rollover makes a new IACA, another
+        staging is taken, and it leaves the bundle."""
+        if self.staged is None:
+            return None, False
+        last = self.iacas[self.staged - 1].not_valid_after_utc - IACA_MARGIN
+        now = _now()
+        return (self.staged if now < last else None), abs(now - last) < EDGE
+
     def _iaca_state(self) -> str | None:
         """Whether the current IACA can have a document signer made now: ``open``, ``closing``
         (its last 90 days: issuance refused, naming the rollover) or ``ended``; None within
         two minutes of either edge (either)."""
-        now, end = _now(), self.iacas[-1].not_valid_after_utc
+        now, end = _now(), self._current_iaca.not_valid_after_utc
         if any(abs(now - edge) < EDGE for edge in (end - IACA_MARGIN, end)):
             return None
         return "ended" if now >= end else "closing" if now > end - IACA_MARGIN else "open"
@@ -587,6 +646,30 @@ class Lifecycle(RuleBasedStateMachine):
         assert not result.valid and not result.check("issuer_certificate_chain").passed, (
             f"a reader without IACA {c.gen} on the mdoc {c.uri}#{c.idx}: {result.failed()}")
         event("a reader holding only older IACAs refused an mdoc of a newer one")
+
+    def _takers_judge(self, c: Cred) -> None:
+        """Each reader that took the bundle or the VICAL once (:attr:`takers`) on a new mdoc:
+        one that took it with the mdoc's IACA in it (staged then: published before use, or
+        current) takes it as a fresh reader would (just issued: valid); one that took it
+        before that IACA was staged refuses it on its chain, ``issuer_certificate_chain``."""
+        from reader.ds_crl import DsCrlCheck
+        from reader.pipeline import HttpxFetcher, StatusListCache
+
+        for t in self.takers:
+            who = f"a reader that took the {t.via} at {t.at:%F %T} (IACAs {sorted(t.gens)})"
+            reader = self._reader(StatusListCache(HttpxFetcher(client=self.http)),
+                                  DsCrlCheck(self._iaca_fetcher()), t.trust)
+            result = self._present(c, reader)
+            if c.gen in t.gens:
+                self._judge(c, c.status, result, who, self._revoked_signers())
+                if t.staged == c.gen:
+                    event(f"a reader that took the {t.via} with the IACA staged took an mdoc of it")
+            else:
+                chain = result.check("issuer_certificate_chain")
+                assert not result.valid and chain is not None and not chain.passed, (
+                    f"{who} on the mdoc {c.uri}#{c.idx} of IACA {c.gen}: {result.failed()}")
+                if c.gen > max(t.gens):
+                    event(f"a reader that took the {t.via} before the IACA was staged refused its mdoc")
 
     # --- what outside parties see -----------------------------------------------------------
 
@@ -1107,14 +1190,18 @@ class Lifecycle(RuleBasedStateMachine):
     def _milestones(self) -> list[tuple[str, dt.datetime]]:
         """Where :meth:`advance_to_a_milestone` may go, within the travel the model allows:
         into the current IACA's last 90 days (no DS made: issuance refused), its last hours
-        (a status list signed then would outlive it), just past its end; into each card's
-        last day (everything still issued: it runs through that day) and just past it
-        (nothing issued from it)."""
+        (a status list signed then would outlive it), just past its end; into a staged
+        IACA's last 90 days (it can be started no more); into each card's last day
+        (everything still issued: it runs through that day) and just past it (nothing issued
+        from it)."""
         now, last = _now(), _now() - self.travelled + MAX_TRAVEL
         jst = dt.timezone(dt.timedelta(hours=9))
-        end = self.iacas[-1].not_valid_after_utc
+        end = self._current_iaca.not_valid_after_utc
         out = [("the IACA's last months", end - IACA_MARGIN + dt.timedelta(days=1)),
                ("the IACA's last hours", end - dt.timedelta(hours=2)), ("past the IACA's end", end + PAST_END)]
+        if self.staged is not None:  # where it can no more be started
+            out.append(("the staged IACA's last months",
+                        self.iacas[self.staged - 1].not_valid_after_utc - IACA_MARGIN + PAST_END))
         for day in sorted(self.card_until.values()):
             start = dt.datetime.combine(day, dt.time(0), jst)
             out += [("a card's last day", start + PAST_END),
@@ -1172,29 +1259,49 @@ class Lifecycle(RuleBasedStateMachine):
         assert state in ("open", None), f"a DS made with the IACA {state}: {key.label}"
         s = key.certificate.serial_number
         assert s not in self.signers, f"a rollover made a DS seen before: {key.label}"
-        key.certificate.verify_directly_issued_by(self.iacas[-1])
-        self.signers[s] = SignerModel(PURPOSE_DS, key.label, s, key.not_valid_after, gen=len(self.iacas))
+        key.certificate.verify_directly_issued_by(self._current_iaca)
+        self.signers[s] = SignerModel(PURPOSE_DS, key.label, s, key.not_valid_after, gen=self.current)
         self.ds_expect = s
 
-    @precondition(lambda self: len(self.iacas) < MAX_IACAS)
+    @precondition(lambda self: len(self.iacas) < MAX_IACAS or self._staged_now()[0] is not None)
     @rule()
     def iaca_rollover(self):
-        """A new IACA generation (``mcred mdoc iaca rollover``, ``POST /trust/iaca-rollover``),
-        at any time, in the current one's last months or past its end too: the new IACA with
-        its document signer and status-list signer, each naming the new generation's CRL
-        (/trust/iaca-N.crl). The MSOs issued from now on chain to it and go on its lists; the
-        older ones stay valid under their IACA. The kept reader is handed the new IACA (the
-        bundle); a reader that is not refuses the new generation's mdocs."""
+        """The next IACA generation started (``mcred mdoc iaca rollover``, ``POST
+        /trust/iaca-rollover``), at any time, in the current one's last months or past its
+        end too: the staged IACA when there is one that can still be started (the very
+        certificate the bundle published, ``staged_since`` when it was staged), else a new
+        one made here; with its document signer and status-list signer, each naming the new
+        generation's CRL (/trust/iaca-N.crl). The MSOs issued from now on chain to it and go
+        on its lists; the older ones stay valid under their IACA. The kept reader is handed
+        the new IACA (the bundle); a reader that is not, and did not take the bundle while it
+        was staged, refuses the new generation's mdocs."""
         before = self._iaca_state()
+        staged, edge = self._staged_now()
         r = self.http.post("/trust/iaca-rollover", headers=self.auth)
-        assert r.status_code == 200, (f"IACA rollover with the IACA {before}", r.status_code, r.text)
-        info, gen, now = r.json(), len(self.iacas) + 1, _now()
-        assert info["label"] == f"mdoc-iaca-{gen}", info
+        assert r.status_code == 200, (f"IACA rollover with the IACA {before} (staged {self.staged}: "
+                                      f"{'startable' if staged else 'not startable'})", r.status_code, r.text)
+        info, now = r.json(), _now()
+        if edge:  # the staged IACA at the start of its last months: started or not
+            staged = self.staged if info["label"] == f"mdoc-iaca-{self.staged}" else None
+        gen = staged or len(self.iacas) + 1
+        assert info["label"] == f"mdoc-iaca-{gen}", (info, f"the model: mdoc-iaca-{gen} (staged {self.staged})")
         cert = x509.load_der_x509_certificate(self.http.get(f"/trust/iaca-{gen}.der").content)
         assert self.http.get("/trust/iaca.der").content == cert.public_bytes(serialization.Encoding.DER)
-        assert format(cert.serial_number, "x") == info["serial"] and cert.subject not in {c.subject for c in self.iacas}
-        assert abs(cert.not_valid_after_utc - (now + dt.timedelta(days=10 * 365))) < SLACK, cert.not_valid_after_utc
-        self.iacas.append(cert)
+        assert format(cert.serial_number, "x") == info["serial"], info
+        if staged:  # the certificate readers took from the bundle since its staging
+            assert cert == self.iacas[gen - 1], f"IACA {gen} started is not the one staged"
+            since = info["staged_since"] and dt.datetime.fromisoformat(info["staged_since"])
+            assert since and abs(since - self.staged_at) < SLACK, (info, self.staged_at)
+            event(f"IACA rollover started the staged IACA, with the IACA {before}")
+        else:
+            assert info["staged_since"] is None, info
+            assert cert.subject not in {c.subject for c in self.iacas}
+            assert abs(cert.not_valid_after_utc - (now + dt.timedelta(days=10 * 365))) < SLACK, cert.not_valid_after_utc
+            self.iacas.append(cert)
+            if self.staged is not None:
+                event("IACA rollover past a staged IACA in its last months: a new one")
+        # nothing staged after it (one that was, in its last months, is skipped: never started)
+        self.current, self.staged, self.staged_at = gen, None, None
         svc = mdoc_service(self.ctx)
         ds = svc.document_signer().certificate
         ds.verify_directly_issued_by(cert)
@@ -1209,6 +1316,64 @@ class Lifecycle(RuleBasedStateMachine):
         self.ds_expect = ds.serial_number
         self.kept_trust.add(cert, source="bundle")
         event(f"IACA rollover with the IACA {before}")
+
+    @precondition(lambda self: len(self.iacas) < MAX_IACAS or self.staged is not None)
+    @rule(via=st.sampled_from(["bundle", "vical"]))
+    def stage_iaca(self, via):
+        """The next IACA generation staged (``mcred mdoc iaca stage``, ``POST
+        /trust/iaca-stage``): made and published at once in the bundle and the VICAL, right
+        after the current IACA, and at /trust/iaca-N.der, vouching for nothing until the
+        rollover starts it; refused while one is staged that can still be started
+        (``IacaAlreadyStaged``, 409 iaca-already-staged), nothing changed. A reader takes
+        the bundle or the VICAL right after (:meth:`take_trust`): it will take the first
+        mdocs of the staged IACA with no trust update."""
+        staged, edge = self._staged_now()
+        if edge:
+            event("staging with the staged IACA at its last months: either")
+            return
+        if staged is not None:
+            self._staging_refused()
+            return
+        if len(self.iacas) >= MAX_IACAS:
+            return
+        r = self.http.post("/trust/iaca-stage", headers=self.auth)
+        assert r.status_code == 200, (r.status_code, r.text)
+        info, gen, now = r.json(), len(self.iacas) + 1, _now()
+        assert (info["label"], info["current"]) == (f"mdoc-iaca-{gen}", f"mdoc-iaca-{self.current}"), info
+        cert = x509.load_der_x509_certificate(self.http.get(f"/trust/iaca-{gen}.der").content)
+        assert format(cert.serial_number, "x") == info["serial"] and cert.subject not in {c.subject for c in self.iacas}
+        assert abs(cert.not_valid_after_utc - (now + dt.timedelta(days=10 * 365))) < SLACK, cert.not_valid_after_utc
+        # the current IACA goes on issuing
+        assert self.http.get("/trust/iaca.der").content == self._current_iaca.public_bytes(serialization.Encoding.DER)
+        if self.staged is not None:
+            event("staged again past a staged IACA in its last months")
+        self.iacas.append(cert)
+        self.staged, self.staged_at = gen, now
+        event(f"IACA staged with the IACA {self._iaca_state()}")
+        self._staging_refused()
+        self.take_trust(via)
+
+    def _staging_refused(self) -> None:
+        """Staging while one is staged: refused, naming it, over HTTP and in the service."""
+        r = self.http.post("/trust/iaca-stage", headers=self.auth)
+        assert r.status_code == 409 and r.json()["type"].endswith("/iaca-already-staged"), (r.status_code, r.text)
+        assert f"mdoc-iaca-{self.staged}" in r.json()["detail"], r.json()
+        with pytest.raises(IacaAlreadyStaged):
+            mdoc_service(self.ctx).stage_iaca(actor="model")
+        event("staging refused: one is staged")
+
+    @rule(via=st.sampled_from(["bundle", "vical"]))
+    def take_trust(self, via):
+        """A reader takes the bundle (/trust/iaca.pem) or the VICAL (/trust/vical) now and
+        keeps it, never told again (the last few kept): it takes each mdoc issued from then
+        on whose IACA it took, current or staged then, and refuses on the chain those of an
+        IACA staged after (:meth:`_takers_judge`)."""
+        trust = self._taken(via)
+        gens = frozenset(self._gen_of_iaca(c) for c in trust.certificates)
+        assert all(isinstance(g, int) for g in gens), f"the {via} holds an IACA the model does not know: {gens}"
+        staged, _edge = self._staged_now()
+        self.takers.append(TrustTaken(via, _now(), gens, staged if staged in gens else None, trust))
+        del self.takers[:-KEPT_TAKERS]
 
     @precondition(lambda self: self.creds)  # something signed: MSOs, lists
     @rule(data=st.data(), purpose=st.sampled_from([PURPOSE_DS, PURPOSE_STATUS]),
@@ -1308,38 +1473,66 @@ class Lifecycle(RuleBasedStateMachine):
 
     def _bundle_follows_the_model(self):  # noqa: ANN202
         """The trust bundle readers are given (/trust/iaca.pem, ``MdocService.trusted_iacas``):
-        the current IACA first, then exactly the older generations, newest first, not ended
-        and with a document or status-list signer within its validity (an MSO or a list it
-        signed may still be presented; revoked or not, as the issuer records them: the model
-        learns the signers it has not seen from ``signers()``); a trust store of it."""
-        from reader.trust import TrustStore
-
-        r = self.http.get("/trust/iaca.pem")
-        assert r.status_code == 200, r.status_code
-        bundle, now = x509.load_pem_x509_certificates(r.content), _now()
+        the current IACA first, then the staged one (published before use, while it can still
+        be started: :meth:`_staged_now`), then exactly the older generations, newest first,
+        not ended and with a document or status-list signer within its validity (an MSO or a
+        list it signed may still be presented; revoked or not, as the issuer records them:
+        the model learns the signers it has not seen from ``signers()``). The VICAL
+        (/trust/vical, imported by ``TrustStore.import_vical`` under /trust/vical-ca.pem)
+        holds the same IACAs in the same order, each scoped to one docType. The issuer has
+        no signer under the staged IACA (it vouches for nothing before its rollover). A
+        trust store of the bundle."""
+        bundle = self._taken("bundle")
+        vical = self._taken("vical")
+        now = _now()
         svc = mdoc_service(self.ctx)
         ends: dict[int, list[dt.datetime]] = {}
         for m in self.signers.values():
             ends.setdefault(m.gen, []).append(m.not_after)
         for purpose in (PURPOSE_DS, PURPOSE_STATUS):
             for info in svc.signers(purpose):
+                if self.staged is not None:
+                    assert _generation(info.iaca) != self.staged, (
+                        f"{info.label} under the staged IACA {self.staged}, before its rollover")
                 if int(info.serial, 16) not in self.signers:
                     ends.setdefault(_generation(info.iaca), []).append(info.not_after)
-        edges = [e for gen in range(1, len(self.iacas)) for e in (*ends.get(gen, ()), self.iacas[gen - 1].not_valid_after_utc)]
-        if all(abs(now - e) >= EDGE for e in edges):
-            want = [self.iacas[-1]] + [self.iacas[gen - 1] for gen in range(len(self.iacas) - 1, 0, -1)
-                                       if now < self.iacas[gen - 1].not_valid_after_utc
-                                       and any(now < e for e in ends.get(gen, ()))]
-            got = [self._gen_of_iaca(c) for c in bundle]
-            assert bundle == want, (f"the bundle at {now:%F %T}: IACAs {got}, the model "
-                                    f"{[self._gen_of_iaca(c) for c in want]}")
-            if len(want) > 1:
+        edges = [e for gen in range(1, self.current) for e in (*ends.get(gen, ()), self.iacas[gen - 1].not_valid_after_utc)]
+        staged, staged_edge = self._staged_now()
+        if not staged_edge and all(abs(now - e) >= EDGE for e in edges):
+            want = [self._current_iaca] + ([self.iacas[staged - 1]] if staged else []) + [
+                self.iacas[gen - 1] for gen in range(self.current - 1, 0, -1)
+                if now < self.iacas[gen - 1].not_valid_after_utc and any(now < e for e in ends.get(gen, ()))]
+            for what, got in (("bundle", bundle.certificates), ("VICAL", vical.certificates)):
+                assert got == want, (f"the {what} at {now:%F %T}: IACAs {[self._gen_of_iaca(c) for c in got]}, "
+                                     f"the model {[self._gen_of_iaca(c) for c in want]} (staged {self.staged})")
+            if len(want) > 1 + bool(staged):
                 event("the bundle holds an older IACA")
-            if len(want) < len(self.iacas):
+            if any(self.iacas[gen - 1] not in want for gen in range(1, self.current)):
                 event("an older IACA left the bundle")
+            if staged:
+                event("the bundle and the VICAL hold the staged IACA")
+            elif self.staged is not None:
+                event("a staged IACA in its last months left the bundle")
+        return bundle
+
+    def _taken(self, via: str):  # noqa: ANN202
+        """A trust store of what a reader takes now: the bundle (/trust/iaca.pem) or the
+        VICAL (/trust/vical, its signer's chain to /trust/vical-ca.pem)."""
+        from reader.trust import TrustStore
+
         trust = TrustStore()
-        for cert in bundle:
-            trust.add(cert, source="bundle")
+        if via == "bundle":
+            r = self.http.get("/trust/iaca.pem")
+            assert r.status_code == 200, r.status_code
+            for cert in x509.load_pem_x509_certificates(r.content):
+                trust.add(cert, source="bundle")
+            return trust
+        r, ca = self.http.get("/trust/vical"), self.http.get("/trust/vical-ca.pem")
+        assert r.status_code == 200 and ca.status_code == 200, (r.status_code, ca.status_code)
+        got = trust.import_vical(r.content, vical_anchors=x509.load_pem_x509_certificates(ca.content), now=_now())
+        assert got.imported == len(trust) and not got.skipped, got
+        assert len({a.doc_types for a in trust.anchors}) == 1 and all(len(a.doc_types) == 1 for a in trust.anchors), (
+            [a.doc_types for a in trust.anchors])
         return trust
 
     def _gen_of_iaca(self, cert: x509.Certificate) -> int | str:
@@ -1800,3 +1993,56 @@ def test_a_workflow_publishes_past_the_end_of_an_iaca_its_phone_had_mdocs_of(qui
         m.outsiders_see_the_model()
     finally:
         m.teardown()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_lifecycle_staging_scenario(quiet_disk, monkeypatch):
+    """Publish before use (specs/issuer-keys.md), in the order the random runs seldom reach,
+    each step checked by the invariants: the next IACA staged (in the bundle and the VICAL,
+    vouching for nothing, a second staging refused); a reader takes the VICAL then and is
+    never told again; weeks later the rollover starts the staged IACA (the same certificate,
+    ``staged_since``); the first mdoc issued after it, presented to that reader, is valid,
+    while the reader that took the bundle before the staging refuses it on its chain."""
+    seen: set[str] = set()
+    monkeypatch.setattr(f"{__name__}.event", seen.add)
+    m = Lifecycle()
+    try:
+        def step(name: str, *args: object) -> None:
+            getattr(m, name)(*args)
+            m.outsiders_see_the_model()
+
+        m.outsiders_see_the_model()
+        step("enrol", _Picks(0, 0), "p384")
+        (phone,) = m.phones
+        before = m.takers[0]  # took the bundle with the installation
+        step("stage_iaca", "bundle")
+        staged = m.iacas[m.staged - 1]
+        step("stage_iaca", "vical")  # refused: one is staged
+        step("take_trust", "vical")
+        vical = m.takers[-1]
+        assert vical.via == "vical" and vical.gens == {1, 2} and vical.staged == 2
+        step("refresh_mdoc", _Picks(phone), None)  # still under the current IACA
+        assert m.creds[m.phones[phone].held["mdoc"]].gen == 1
+        _travel(m, _now() + dt.timedelta(days=21))
+        m.outsiders_see_the_model()
+        step("iaca_rollover")
+        assert (m.current, m.staged, m._current_iaca) == (2, None, staged)
+        step("refresh_mdoc", _Picks(phone), None)  # the first mdoc of the staged IACA
+        c = m.creds[m.phones[phone].held["mdoc"]]
+        assert c.gen == 2
+        from reader.pipeline import HttpxFetcher, ReaderPipeline, StatusListCache
+
+        result = m._present(c, ReaderPipeline(vical.trust, status=StatusListCache(HttpxFetcher(client=m.http))))
+        assert result.valid, result.failed()
+        result = m._present(c, ReaderPipeline(before.trust, status=StatusListCache(HttpxFetcher(client=m.http))))
+        assert not result.valid and not result.check("issuer_certificate_chain").passed, result.failed()
+    finally:
+        m.teardown()
+    for what in ("IACA staged with the IACA open", "staging refused: one is staged",
+                 "the bundle and the VICAL hold the staged IACA",
+                 "IACA rollover started the staged IACA, with the IACA open",
+                 "a reader that took the vical with the IACA staged took an mdoc of it",
+                 "a reader that took the bundle with the IACA staged took an mdoc of it",
+                 "a reader that took the bundle before the IACA was staged refused its mdoc"):
+        assert what in seen, (what, sorted(seen))

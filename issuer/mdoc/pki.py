@@ -210,13 +210,16 @@ class MdocPki:
 
     def staged_iaca(self, session: Session, now: dt.datetime) -> IssuerKey | None:
         """The staged next IACA generation (:meth:`stage_iaca`), or None: an inactive,
-        unrevoked IACA row of a later generation than the current IACA, not past its end."""
+        unrevoked IACA row of a later generation than the current IACA that can still be
+        started: not in its own last ``rollover_margin``, where no document signer is made
+        under it (it would vouch for nothing; a rollover makes a new IACA, and another can be
+        staged, rather than a rollover refused, naming itself, until it ends)."""
         current = self._active(session, PURPOSE_IACA)
         if current is None:
             return None
         later = [r for r in self._rows(session, PURPOSE_IACA)
                  if not r.active and r.revoked_at is None and generation(r.label) > generation(current.label)
-                 and now < self._cert(r).not_valid_after_utc]
+                 and now < self._cert(r).not_valid_after_utc - self.config.rollover_margin]
         return max(later, key=lambda r: generation(r.label)) if later else None
 
     def iaca_certificate(self, session: Session) -> x509.Certificate:
