@@ -65,7 +65,8 @@ class ProvisionError(Exception):
 
 class ProvisionRefused(ProvisionError):
     """Refused before anything was done (nothing registered, no job): the phone is another
-    holder's, the holder is unknown or already provisioned. The CLI exits 2 for it
+    holder's, the holder is unknown or already provisioned, or no mdoc can be issued now
+    (the IACA in its last months or ended, the card ended: :func:`check_mdoc_issuance`). The CLI exits 2 for it
     (specs/cli.md "Exit status"), 1 for any other :class:`ProvisionError`."""
 
 
@@ -507,7 +508,7 @@ def unfinished_job(ctx: Context, phone_id: str, bind: Connection | None = None) 
 
 
 def check_mdoc_issuance(ctx: Context, holder_id: str | None) -> None:
-    """Refuse (:class:`ProvisionError`) a provisioning or an mdoc refresh before anything is
+    """Refuse (:class:`ProvisionRefused`: nothing was done, exit 2) a provisioning or an mdoc refresh before anything is
     written when the issuer would refuse its mdocs: the IACA in its last months or ended
     (:meth:`issuer.mdoc.service.MdocService.issuance_refusal`: roll it over), or the
     registered holder's card expired (:func:`issuer.holders.card_refusal`).
@@ -530,7 +531,7 @@ def check_mdoc_issuance(ctx: Context, holder_id: str | None) -> None:
 
     why = run_transaction(svc.sessions, work)
     if why is not None:
-        raise ProvisionError(f"no mdoc can be issued now, nothing was done: {why}")
+        raise ProvisionRefused(f"no mdoc can be issued now, nothing was done: {why}")
 
 
 def _check_phone_free(ctx: Context, phone_id: str, holder: cardsub.Holder | str) -> str | None:

@@ -455,3 +455,29 @@ def test_a_list_signed_in_its_iacas_last_hours_is_not_served_past_its_end(world)
     r = client.get(path)
     assert r.status_code == 410 and r.json()["type"] == problems.IACA_ENDED.uri, r.status_code
     assert client.get(path.replace("/status/", "/identifiers/")).status_code == 410
+
+
+def test_a_provisioning_the_iaca_cannot_issue_for_is_refused_as_nothing_done_exit_2(home, tmp_path):
+    """In the IACA's last months `mcred provision` is refused before anything is written
+    (mcred.provision.check_mdoc_issuance): that is exit 2 (specs/cli.md), as every refusal
+    before anything was done, with --json too; it was exit 1, a job that tried and failed."""
+    import time_machine
+
+    from mcred.cli.main import app as cli
+    from mcred.context import Context
+    from mcred.mdoc_flow import mdoc_service
+
+    ctx = Context.open(home)
+    end = mdoc_service(ctx).iaca_certificate().not_valid_after_utc
+    holder = tmp_path / "holder.json"
+    holder.write_text(json.dumps(HOLDER, ensure_ascii=False), encoding="utf-8")
+    with time_machine.travel(end - dt.timedelta(days=30), tick=False):
+        out = CliRunner().invoke(cli, ["provision", "--phone", "new", "--holder", str(holder)])
+        assert out.exit_code == 2, out.output
+        assert "no mdoc can be issued now, nothing was done" in out.stderr and "iaca rollover" in out.stderr
+        out = CliRunner().invoke(cli, ["provision", "--phone", "new", "--holder", str(holder), "--json"])
+        assert out.exit_code == 2 and "no mdoc can be issued now" in json.loads(out.output)["error"]
+    from issuer.db import Holder
+
+    with ctx.sessions() as s:
+        assert s.query(Holder).count() == 0  # nothing registered
