@@ -186,6 +186,8 @@ class ReloadingVerifier:
         self._checked = self._monotonic()
         self.reloads = 0
         self.last_error: str | None = None
+        #: the thread fetching a VICAL URL, while one is (None before the first)
+        self.refresher = None
 
     def _stat(self) -> tuple:
         import hashlib
@@ -206,26 +208,44 @@ class ReloadingVerifier:
         return tuple(out)
 
     def fresh(self) -> ReaderPipeline:
-        """The pipeline of the trust files as they are (looked at every ``check_every`` s)."""
+        """The pipeline of the trust files as they are (looked at every ``check_every`` s).
+        Files are looked at on the verification that finds the check due (a stat each); a
+        VICAL URL is fetched in a thread of its own, so a slow issuer never holds up a
+        verification: the pipeline in use serves until the fetched one is built."""
         if self._monotonic() - self._checked < self.check_every:
             return self.current
         with self._lock:
+            current = self.current  # what this verification uses, whenever a fetch ends
             if self._monotonic() - self._checked >= self.check_every:
                 self._checked = self._monotonic()
-                stamps = self._stat()
-                if stamps != self._stamps:
-                    self._stamps = stamps
-                    try:
-                        self.current = self._build()
-                    except ReaderServeError as exc:
-                        self.last_error = f"trust files changed but were not taken: {exc}"
-                        logging.getLogger("mcred.reader").warning("%s", self.last_error)
-                    else:
-                        self.reloads += 1
-                        self.last_error = None
-                        logging.getLogger("mcred.reader").info(
-                            "trust files changed: now trusting %d IACA(s)", len(self.current.trust))
+                if any(isinstance(f, str) for f in self._files):
+                    if self.refresher is None or not self.refresher.is_alive():
+                        import threading
+
+                        self.refresher = threading.Thread(target=self._reload, name="mcred-trust-reload",
+                                                          daemon=True)
+                        self.refresher.start()
+                    return current
+                self._reload()
         return self.current
+
+    def _reload(self) -> None:
+        """Look at the trust files; build the pipeline again when one changed."""
+        stamps = self._stat()
+        if stamps == self._stamps:
+            return
+        self._stamps = stamps
+        try:
+            built = self._build()
+        except ReaderServeError as exc:
+            self.last_error = f"trust files changed but were not taken: {exc}"
+            logging.getLogger("mcred.reader").warning("%s", self.last_error)
+        else:
+            self.current = built
+            self.reloads += 1
+            self.last_error = None
+            logging.getLogger("mcred.reader").info(
+                "trust files changed: now trusting %d IACA(s)", len(self.current.trust))
 
     def trust(self) -> TrustStore:
         """The trust store of the current pipeline (a callable: it changes on a reload)."""

@@ -187,7 +187,12 @@ def test_a_stand_alone_reader_follows_the_issuers_vical_url(world, tmp_path):  #
         assert verifier.trust().certificates == [svc.iaca_certificate()]
         staged = svc.stage_iaca()
         ticks.t = 31.0
+        # the fetch runs in a thread of its own: this verification goes on with the trust it had
+        assert verifier.trust().certificates == [svc.iaca_certificate()]
+        verifier.refresher.join(10)
         assert verifier.trust().certificates == [svc.iaca_certificate(), staged.certificate]
         assert verifier.reloads == 1
     ticks.t = 62.0  # the issuer is gone: the reader keeps what it trusted
+    assert len(verifier.trust().certificates) == 2
+    verifier.refresher.join(15)
     assert len(verifier.trust().certificates) == 2 and verifier.reloads == 1
