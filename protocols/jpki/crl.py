@@ -140,7 +140,8 @@ def _entry(rev: Revocation) -> x509.RevokedCertificate:
     entry = (x509.RevokedCertificateBuilder().serial_number(rev.serial).revocation_date(rev.revoked_at)
              .add_extension(x509.CRLReason(rev.reason.flag), critical=False))
     if rev.invalid_since is not None:
-        entry = entry.add_extension(x509.InvalidityDate(rev.invalid_since), critical=False)
+        # GeneralizedTime of whole seconds (RFC 5280 4.1.2.5.2: no fractional seconds)
+        entry = entry.add_extension(x509.InvalidityDate(rev.invalid_since.replace(microsecond=0)), critical=False)
     return entry.build()
 
 
