@@ -100,6 +100,12 @@ class Credential(IssuerBase):
     status: Mapped[str] = mapped_column(String(16), default="valid")
     reason: Mapped[str | None] = mapped_column(String(32))
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    #: Of a credential revoked for good while on hold: when it went on hold, since when it is
+    #: known to have been out of the holder's control (the JPKI CRL entry's and OCSP answer's
+    #: invalidityDate, RFC 5280 5.3.2), so that a signature made during the hold is not taken
+    #: as made before the revocation; None otherwise, and a released hold leaves none
+    #: (revision ``i0017invalid``).
+    invalid_since: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     issued_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     not_before: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     not_after: Mapped[dt.datetime] = mapped_column(UtcDateTime())

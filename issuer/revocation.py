@@ -7,6 +7,12 @@ State machine per credential row (``credentials.status``)::
     valid --certificateHold--> hold --release--> valid      (removeFromCRL semantics)
     valid|hold --any other reason--> revoked                 (final)
 
+A held credential revoked for good keeps when it went on hold as ``invalid_since`` (the
+JPKI CRL entry's and OCSP answer's invalidityDate, RFC 5280 5.3.2): the key was out of the
+holder's control from then, and a signature time-stamped during the hold is refused by a
+relying party that reads it, where the revocation's own time alone passed it as made
+before. A released hold leaves none.
+
 Every call is idempotent (a held credential held again, a revoked one revoked again, a
 valid one released: nothing changes) and audited. Consumers derive their published status
 from the rows: the JPKI CRLs and OCSP (``issuer.jpki``: certificateHold -> on hold, others
@@ -162,7 +168,9 @@ def _revoke_rows(session: Session, rows: Iterable[Credential], reason: str, *, a
         if before == "revoked" or (before == "hold" and reason == HOLD):
             continue
         row.status = "hold" if reason == HOLD else "revoked"
-        row.reason, row.revoked_at = reason, now
+        # revoked for good while on hold: invalid since the hold (RFC 5280 5.3.2 invalidityDate)
+        invalid_since = row.revoked_at if before == "hold" else None
+        row.reason, row.revoked_at, row.invalid_since = reason, now, invalid_since
         touched.append(row)
         changes.append(Change(row.id, row.phone_id, row.kind, row.serial, row.partition,
                               before, row.status, reason))
@@ -170,7 +178,9 @@ def _revoke_rows(session: Session, rows: Iterable[Credential], reason: str, *, a
                                else "credential.revoke", subject=row.id,
                                detail={"phone": row.phone_id, "kind": row.kind,
                                        "serial": row.serial, "reason": reason,
-                                       "before": before, **detail}))
+                                       "before": before, **detail,
+                                       **({"invalid_since": invalid_since.isoformat()}
+                                          if invalid_since is not None else {})}))
     _touch(session, [*touched, *also_touch])
     return changes
 
@@ -393,7 +403,7 @@ def release(sessions: sessionmaker[Session], phone_id: str, credential: str = "a
         for row in _rows(s, phone_id, kinds, state=state):
             if row.status != "hold":
                 continue
-            row.status, row.reason, row.revoked_at = "valid", None, None
+            row.status, row.reason, row.revoked_at, row.invalid_since = "valid", None, None, None
             touched.append(row)
             changes.append(Change(row.id, phone_id, row.kind, row.serial, row.partition,
                                   "hold", "valid", None))

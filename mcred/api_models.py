@@ -132,6 +132,11 @@ class CredentialOut(_Closed):
     status: Literal["valid", "hold", "revoked"]
     reason: str | None
     revoked_at: str | None = Field(json_schema_extra=_DATE_TIME)
+    invalid_since: str | None = Field(
+        json_schema_extra=_DATE_TIME,
+        description="of a credential revoked for good while it was on hold: when the hold began, since when "
+        "it is known to have been out of the holder's control (a JPKI certificate's CRL entry and OCSP answer "
+        "carry it as invalidityDate, RFC 5280 5.3.2); null otherwise")
     issued_at: str = Field(json_schema_extra=_DATE_TIME)
     not_before: str = Field(json_schema_extra=_DATE_TIME)
     not_after: str = Field(json_schema_extra=_DATE_TIME)

@@ -379,6 +379,7 @@ def _credential(c: Credential, renewal_needed: bool, sign_issue_needed: bool) ->
     (:func:`issuer.revocation.needing_sign_issue`)."""
     return {"id": c.id, "holder_id": c.holder_id, "phone_id": c.phone_id, "kind": c.kind,
             "status": c.status, "reason": c.reason, "revoked_at": _iso(c.revoked_at),
+            "invalid_since": _iso(c.invalid_since),
             "issued_at": _iso(c.issued_at), "not_before": _iso(c.not_before),
             "not_after": _iso(c.not_after), "serial": c.serial, "issuer_key": c.issuer_key,
             "partition": c.partition, "status_list_id": c.status_list_id,

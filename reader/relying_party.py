@@ -42,6 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from asn1crypto import ocsp as asn1ocsp
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -177,13 +178,16 @@ class OcspAnswer:
     revoked_at: dt.datetime | None = None
     #: the response as the responder sent it (DER): what a signer keeps with its signature
     der: bytes = b""
+    #: the SingleResponse's invalidityDate singleExtension (RFC 6960 4.4, RFC 5280 5.3.2), when revoked
+    invalid_since: dt.datetime | None = None
 
     def check(self) -> Check:
         if self.status == "good":
             return Check("revocation", True, f"OCSP good ({self.url})", code="good")
         if self.status == "revoked":
             return revoked_check(self.reason, self.revoked_at,
-                                 f"{revoked_text(self.reason, self.revoked_at)} (OCSP)")
+                                 f"{revoked_text(self.reason, self.revoked_at, self.invalid_since)} (OCSP)",
+                                 self.invalid_since)
         return Check("revocation", False, "OCSP status unknown", code="unknown")
 
 
@@ -273,8 +277,25 @@ def judge_ocsp(resp: ocsp.OCSPResponse, cert: x509.Certificate, root: x509.Certi
         return OcspAnswer(where, "good", single.this_update_utc)
     if status is ocsp.OCSPCertStatus.REVOKED:
         reason = single.revocation_reason.value if single.revocation_reason else "unspecified"
-        return OcspAnswer(where, "revoked", single.this_update_utc, reason, single.revocation_time_utc)
+        return OcspAnswer(where, "revoked", single.this_update_utc, reason, single.revocation_time_utc,
+                          invalid_since=_single_invalidity(resp, singles.index(single)))
     return OcspAnswer(where, "unknown", single.this_update_utc)
+
+
+def _single_invalidity(resp: ocsp.OCSPResponse, index: int) -> dt.datetime | None:
+    """The invalidityDate singleExtension (RFC 6960 4.4: RFC 5280 5.3.2's CRL entry extension)
+    of the response's ``index``-th SingleResponse, in UTC, or None when it has none or it
+    cannot be read (``cryptography`` reads no singleExtensions of a response with several)."""
+    try:
+        basic = asn1ocsp.OCSPResponse.load(resp.public_bytes(serialization.Encoding.DER))
+        single = basic["response_bytes"]["response"].parsed["tbs_response_data"]["responses"][index]
+        for ext in single["single_extensions"] or []:
+            if ext["extn_id"].native == "invalidity_date":
+                at = ext["extn_value"].parsed.native
+                return at.astimezone(dt.UTC) if isinstance(at, dt.datetime) and at.tzinfo else None
+    except (ValueError, TypeError, KeyError, IndexError):
+        return None
+    return None
 
 
 def _same_issuer(single: ocsp.OCSPSingleResponse, cert: x509.Certificate, root: x509.Certificate) -> bool:
@@ -407,7 +428,7 @@ def _claimed_before(check: Check, signing_time: dt.datetime) -> Check:
     """A failed ``revocation`` on a verified "revoked" of a signature without a time-stamp
     whose signingTime claims a time before the revocation: said, since a relying party would
     ask; the check still fails (the signer's own clock proves nothing; RFC 5652 11.3)."""
-    if check.name != "revocation" or check.passed or check.revoked_at is None or signing_time >= check.revoked_at:
+    if check.name != "revocation" or check.passed or check.revoked_at is None or signing_time >= check.invalid_from:
         return check
     return dataclasses.replace(check, reason=f"{check.reason}; the signature claims signingTime "
                                f"{signing_time.isoformat()}, before that, but only a signature time-stamp proves "
@@ -453,8 +474,8 @@ def check_embedded(cert: x509.Certificate, root: x509.Certificate, stamp: tsp.Ti
                          f"the signature's time-stamp {at.isoformat()}", code="good")
         if got.status == "revoked":
             return revoked_after(revoked_check(got.reason, got.revoked_at,
-                                               f"{revoked_text(got.reason, got.revoked_at)} "
-                                               "(OCSP, embedded)"), stamp)
+                                               f"{revoked_text(got.reason, got.revoked_at, got.invalid_since)} "
+                                               "(OCSP, embedded)", got.invalid_since), stamp)
         return Check("revocation", False, "OCSP status unknown (embedded)", code="unknown")
     usable = []
     for der in embedded.crls:
@@ -587,12 +608,22 @@ def signature_timestamp(stamps: Sequence[tuple[bytes, bytes]], tsa_roots: Sequen
 def revoked_after(check: Check, stamp: tsp.TimeStamp) -> Check:
     """A failed ``revocation`` check on a verified "revoked" at a time after the signature's
     time-stamp (genTime + accuracy) passes: the signature was made while the certificate
-    was valid. Any other check is returned as it is."""
-    if check.passed or check.revoked_at is None or check.revoked_at <= stamp.latest:
+    was valid. The time is the earlier of the revocation's and the invalidity date the answer
+    gives (:attr:`Check.invalid_from`): a certificate revoked after the stamp but invalid
+    since before it (a lost phone's, on hold from then) was not valid when it signed, and the
+    check stays failed, saying so. Any other check is returned as it is."""
+    if check.passed or check.revoked_at is None:
         return check
+    if check.invalid_from <= stamp.latest:
+        if check.revoked_at <= stamp.latest:
+            return check
+        return dataclasses.replace(check, reason=f"{check.reason}: the signature's time-stamp "
+                                   f"{stamp.gen_time.isoformat()} is after the certificate became invalid, so it "
+                                   "was made while the certificate was not valid")
     return Check("revocation", True, f"{check.reason}: after the signature's time-stamp "
                  f"{stamp.gen_time.isoformat()}, so it was made while the certificate was valid",
-                 check.revoked_at, code="revoked_after_signing", revocation_reason=check.revocation_reason)
+                 check.revoked_at, code="revoked_after_signing", revocation_reason=check.revocation_reason,
+                 invalid_since=check.invalid_since)
 
 
 def judge_certificate(cert: x509.Certificate, *, roots: Sequence[x509.Certificate], required: Purpose,

@@ -49,6 +49,13 @@ class JpkiCheck(VerdictCheck):
         "found no revocation): for a verified revoked, on_hold or revoked_after_signing, the RFC 5280 CRLReason "
         "by its name (the J-LIS reasons affiliationChanged, cessationOfOperation, superseded, certificateHold "
         "among them); for a signature_timestamp or document_timestamp of code revoked, the TSA unit's")
+    invalid_since: str | None = Field(
+        None, json_schema_extra={"format": "date-time"},
+        description="revocation checks only (null unless the answer gives one): for a verified revoked or "
+        "revoked_after_signing, the invalidity date of the OCSP answer (singleExtension) or the CRL entry "
+        "(invalidityDate, RFC 5280 5.3.2), ISO 8601 in UTC: since when the certificate is known or suspected to "
+        "have been invalid (the issuer gives the time a hold began when it revokes a held certificate for good). "
+        "A signature time-stamped after it is refused (revoked), though revoked_at is later")
 
 
 class MdocCheck(VerdictCheck):

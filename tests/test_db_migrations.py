@@ -94,7 +94,7 @@ def test_the_expiry_index_comes_and_goes_with_its_migration(db_url):
     engine.dispose()
     assert set(indexes()) == before - {"ix_credential_expiry"}
     applied, newest = schema_status(engine)
-    assert "i0013wflease" in applied and "i0016holderid" in newest and applied != newest
+    assert "i0013wflease" in applied and "i0017invalid" in newest and applied != newest
     migrate(engine)
     assert indexes()["ix_credential_expiry"] == ["kind", "not_after"]
     assert schema_status(engine)[0] == schema_status(engine)[1]
@@ -154,4 +154,51 @@ def test_holders_registered_before_identities_get_theirs_oldest_first(db_url):
     assert got == {"h1": identity_of(record), "h2": None, "h3": None, "h4": identity_of(dict(record, given_name="次郎"))}
     with engine.begin() as conn, pytest.raises(sa.exc.IntegrityError):  # one person, one record
         conn.execute(sa.text("UPDATE holders SET identity = :i WHERE id = 'h2'"), {"i": identity_of(record)})
+    engine.dispose()
+
+
+def test_credentials_revoked_from_a_hold_before_invalidity_dates_get_the_holds_time(db_url):
+    """i0017invalid adds credentials.invalid_since (the invalidityDate of a held certificate
+    revoked for good): a credential revoked from a hold before it gets the hold's time from the
+    audit trail; one held, released and then revoked gets none (the hold was lifted), as does
+    one revoked while valid. The index of the valid credentials (a partial one) survives the
+    round trip, and the downgrade drops the column."""
+    from alembic import command
+
+    from mcred.db import _alembic_config
+
+    engine = make_engine(db_url)
+    migrate(engine)
+    command.downgrade(_alembic_config(engine), "i0016holderid")
+    assert "invalid_since" not in {c["name"] for c in sa.inspect(engine).get_columns("credentials")}
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO holders (id, data, card_number, card_expiry, created_at) "
+                             "VALUES ('h', '{}', '1', '2030-01-01', '2026-12-01 00:00:00')"))
+        conn.execute(sa.text("INSERT INTO phones (id, holder_id, state, created_at) "
+                             "VALUES ('p', 'h', 'active', '2026-12-01 00:00:00')"))
+        for cid, status in (("held_then_revoked", "revoked"), ("released_then_revoked", "revoked"),
+                            ("revoked_valid", "revoked"), ("still_held", "hold")):
+            conn.execute(sa.text(
+                "INSERT INTO credentials (id, holder_id, phone_id, kind, status, reason, revoked_at, issued_at, "
+                "not_before, not_after, serial, issuer_key, body, meta) VALUES (:i, 'h', 'p', 'jpki-sign', :s, "
+                "'cessationOfOperation', '2026-12-05 00:00:00', '2026-12-01 00:00:00', '2026-12-01 00:00:00', "
+                "'2030-01-01 00:00:00', :i, 'k', :b, '{}')"), {"i": cid, "s": status, "b": b""})
+        for subject, action, day in (("held_then_revoked", "credential.hold", 2),
+                                     ("held_then_revoked", "credential.revoke", 5),
+                                     ("released_then_revoked", "credential.hold", 2),
+                                     ("released_then_revoked", "credential.release", 3),
+                                     ("released_then_revoked", "credential.revoke", 5),
+                                     ("revoked_valid", "credential.revoke", 5),
+                                     ("still_held", "credential.hold", 2)):
+            conn.execute(sa.text("INSERT INTO issuer_audit (at, actor, action, subject, detail) "
+                                 "VALUES (:t, 'operator', :a, :s, '{}')"),
+                         {"t": f"2026-12-0{day} 00:00:00", "a": action, "s": subject})
+    engine.dispose()
+    migrate(engine)
+    with Session(engine) as s:
+        got = {c.id: c.invalid_since for c in s.query(Credential)}
+    assert got == {"held_then_revoked": dt.datetime(2026, 12, 2, tzinfo=dt.UTC), "released_then_revoked": None,
+                   "revoked_valid": None, "still_held": None}
+    (ix,) = [ix for ix in sa.inspect(engine).get_indexes("credentials") if ix["name"] == "ix_credential_expiry"]
+    assert "'valid'" in str(ix["dialect_options"][f"{engine.dialect.name}_where"])
     engine.dispose()

@@ -234,6 +234,64 @@ def test_final_revocation_is_final(issuer):
         revocation.revoke(issuer.sessions, phone.phone_id, "superseded", "passport")
 
 
+def test_a_hold_revoked_for_good_is_invalid_since_the_hold_on_the_crl_and_in_ocsp(issuer):
+    """specs/revocation.md 1: a held credential revoked for good keeps when it went on hold
+    (``invalid_since``), and the CRL entry and the OCSP answer carry it as invalidityDate
+    (RFC 5280 5.3.2), the revocation's own time staying the revocationDate; a certificate
+    superseded while on hold keeps it too. A released hold leaves none, nor does one revoked
+    while valid; the hold itself has none (it may be lifted)."""
+    phone, other, renewed = provision(issuer), provision(issuer), provision(issuer)
+    held_at = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+    revoked_at = dt.datetime(2026, 12, 3, 9, 0, tzinfo=dt.UTC)
+
+    def entry(p, slot):
+        cert = x509.load_der_x509_certificate(p.certs[slot])
+        crl = x509.load_der_x509_crl(issuer.crl(slot, "131016"))
+        return crl.get_revoked_certificate_by_serial_number(cert.serial_number), cert
+
+    def invalidity(extensions):
+        try:
+            return extensions.get_extension_for_class(x509.InvalidityDate)
+        except x509.ExtensionNotFound:
+            return None
+
+    revocation.hold(issuer.sessions, phone.phone_id, now=held_at)
+    assert invalidity(entry(phone, "sign")[0].extensions) is None  # on hold: none yet
+    revocation.release(issuer.sessions, phone.phone_id, "auth", now=held_at + dt.timedelta(days=1))
+    revocation.revoke(issuer.sessions, phone.phone_id, "cessationOfOperation", "sign", now=revoked_at)
+    got, cert = entry(phone, "sign")
+    ext = invalidity(got.extensions)
+    assert ext is not None and not ext.critical and ext.value.invalidity_date_utc == held_at
+    assert got.revocation_date_utc == revoked_at
+    resp = _status(issuer, cert, issuer.root("sign"))
+    assert resp.certificate_status is ocsp.OCSPCertStatus.REVOKED and resp.revocation_time_utc == revoked_at
+    assert invalidity(resp.single_extensions).value.invalidity_date_utc == held_at
+    # the auth certificate, released then revoked: no invalidity date
+    revocation.revoke(issuer.sessions, phone.phone_id, "cessationOfOperation", "auth", now=revoked_at)
+    got, cert = entry(phone, "auth")
+    assert invalidity(got.extensions) is None
+    assert len(_status(issuer, cert, issuer.root("auth")).single_extensions) == 0
+    # revoked while valid: none
+    revocation.revoke(issuer.sessions, other.phone_id, "keyCompromise", "sign", now=revoked_at)
+    assert invalidity(entry(other, "sign")[0].extensions) is None
+    with issuer.sessions() as s:
+        rows = {(c.phone_id, c.kind): c for c in s.scalars(select(Credential))}
+        assert rows[(phone.phone_id, "jpki-sign")].invalid_since == held_at
+        assert rows[(phone.phone_id, "jpki-auth")].invalid_since is None
+        assert rows[(other.phone_id, "jpki-sign")].invalid_since is None
+        event = s.scalar(select(AuditEvent).where(AuditEvent.action == "credential.revoke",
+                                                  AuditEvent.subject == rows[(phone.phone_id, "jpki-sign")].id))
+        assert event.detail["invalid_since"] == held_at.isoformat()
+    # superseded by a new issuance while on hold (a slot held alone, the phone in use)
+    revocation.hold(issuer.sessions, renewed.phone_id, "sign", now=held_at)
+    key = new_key("p384")
+    nonce = issuer.jpki_challenge("job-reissue", renewed.phone_id, "sign")
+    issuer.issue_jpki_certificate("job-reissue", renewed.phone_id, "sign", spki(key), prove(key, nonce))
+    got, _ = entry(renewed, "sign")
+    assert got.extensions.get_extension_for_class(x509.CRLReason).value.reason is x509.ReasonFlags.superseded
+    assert invalidity(got.extensions).value.invalidity_date_utc == held_at
+
+
 def test_crls_are_partitioned_by_municipality(issuer):
     tokyo, osaka = provision(issuer), provision(issuer, OTHER_TOWN)
     revocation.revoke(issuer.sessions, osaka.phone_id, "affiliationChanged")

@@ -540,3 +540,73 @@ def test_ocsp_single_certid_fast_path_answers_like_the_general_one(tmp_path, key
                 assert expect in openssl_ocsp(tmp_path, p, cert, fast, digest="-sha256" if nonce else "-sha1")
     # a responder clock away from the system clock never takes the fast path
     assert _build_one(r, cid, Good(), NOW - timedelta(days=1), None) is None
+
+
+# ---- invalidityDate: a hold made final -----------------------------------------------------
+
+def test_a_hold_made_final_keeps_its_time_as_the_crl_entrys_invalidity_date(tmp_path):
+    """A held certificate revoked for good (a lost phone found, its signing certificate
+    revoked; a loss confirmed) was out of the holder's control since the hold: its entry
+    carries the hold's time as invalidityDate (RFC 5280 5.3.2, non-critical), which OpenSSL
+    reads, and still makes the certificate revoked. A certificate revoked while valid, or
+    held, released and then revoked, has none; a hold carries none (it may yet be lifted)."""
+    p = pki(KeyType.RSA_2048)
+    cert, _ = p.issue_signing(120)
+    held_at, revoked_at = NOW - timedelta(days=3), NOW - timedelta(minutes=2)
+    state = apply_event({}, RevocationEvent(120, held_at, R.CERTIFICATE_HOLD))
+    assert state[120].invalid_since is None
+    state = apply_event(state, RevocationEvent(120, revoked_at, R.CESSATION_OF_OPERATION))
+    assert state[120] == Revocation(120, revoked_at, R.CESSATION_OF_OPERATION, held_at)
+    released = apply_event(apply_event({}, RevocationEvent(121, held_at, R.CERTIFICATE_HOLD)),
+                           RevocationEvent(121, held_at + timedelta(hours=1), R.REMOVE_FROM_CRL))
+    released = apply_event(released, RevocationEvent(121, revoked_at, R.SUPERSEDED))
+    assert released[121].invalid_since is None
+    assert apply_event({}, RevocationEvent(122, revoked_at, R.KEY_COMPROMISE))[122].invalid_since is None
+    crl = crl_for(p, CHIYODA, [*state.values(), *released.values()])
+    entry = crl.get_revoked_certificate_by_serial_number(120)
+    ext = entry.extensions.get_extension_for_class(x509.InvalidityDate)
+    assert not ext.critical and ext.value.invalidity_date_utc == held_at
+    assert entry.revocation_date_utc == revoked_at
+    with pytest.raises(x509.ExtensionNotFound):
+        crl.get_revoked_certificate_by_serial_number(121).extensions.get_extension_for_class(x509.InvalidityDate)
+    (tmp_path / "c.crl").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    text = run("openssl", "crl", "-noout", "-text", "-in", tmp_path / "c.crl").stdout
+    assert "Invalidity Date:" in text and held_at.strftime("%b %e %H:%M:%S %Y GMT") in text, text
+    assert text.count("Invalidity Date:") == 1, text
+    out = verify(tmp_path, p.roots[Purpose.SIGN], cert, crl)
+    assert "error 23" in out.stdout + out.stderr, out.stdout + out.stderr
+    with pytest.raises(ProfileError, match="a hold carries no invalidity date"):
+        Revocation(7, NOW, R.CERTIFICATE_HOLD, held_at)
+    with pytest.raises(ProfileError, match="invalid_since must be timezone-aware"):
+        Revocation(7, NOW, R.KEY_COMPROMISE, held_at.replace(tzinfo=None))
+
+
+def test_an_ocsp_answer_carries_the_invalidity_date_as_a_single_extension(tmp_path):
+    """OCSP says what the CRL entry says: invalidityDate as a non-critical singleExtension
+    (RFC 6960 4.4), which OpenSSL prints; the answer is built by asn1crypto even at the system
+    clock (cryptography's builder writes no singleExtensions), and one without an invalidity
+    date is unchanged."""
+    from datetime import UTC, datetime
+
+    p = pki(KeyType.EC_P384)
+    cert, _ = p.issue_signing(230)
+    held_at = (NOW - timedelta(days=2)).replace(microsecond=0)
+    status = Revoked(NOW - timedelta(hours=1), R.CESSATION_OF_OPERATION, held_at)
+    for now in (NOW, datetime.now(UTC)):
+        resp = respond(request_der(cert, p.roots[Purpose.SIGN], nonce=b"i" * 16),
+                       lookup_table({230: status}), responder(p), now)
+        parsed = x509ocsp.load_der_ocsp_response(resp)
+        ext = parsed.single_extensions.get_extension_for_class(x509.InvalidityDate)
+        assert not ext.critical and ext.value.invalidity_date_utc == held_at
+        (tmp_path / "root.pem").write_bytes(pem(p.roots[Purpose.SIGN]))
+        (tmp_path / "cert.pem").write_bytes(pem(cert))
+        (tmp_path / "resp.der").write_bytes(resp)
+        out = run("openssl", "ocsp", "-respin", tmp_path / "resp.der", "-issuer", tmp_path / "root.pem",
+                  "-CAfile", tmp_path / "root.pem", "-no_nonce", "-cert", tmp_path / "cert.pem", "-resp_text")
+        assert "Response verify OK" in out.stdout + out.stderr, out.stdout + out.stderr
+        assert ": revoked" in out.stdout and "Reason: cessationOfOperation" in out.stdout, out.stdout
+        assert "Invalidity Date:" in out.stdout and held_at.strftime("%b %e %H:%M:%S %Y GMT") in out.stdout, out.stdout
+    plain = x509ocsp.load_der_ocsp_response(respond(request_der(cert, p.roots[Purpose.SIGN]),
+                                                    lookup_table({230: Revoked(NOW, R.KEY_COMPROMISE)}),
+                                                    responder(p), NOW))
+    assert len(plain.single_extensions) == 0

@@ -180,11 +180,11 @@ def test_an_openssl_answer_about_several_certificates_is_read_for_ours(tmp_path)
 
 
 def _openssl_time(text: str, label: str) -> str:
-    """The time OpenSSL prints after ``label`` (``Revocation Time: Nov  3 01:02:03 2026 GMT``),
-    in ISO 8601 UTC."""
+    """The time OpenSSL prints after ``label`` (``Revocation Time: Nov  3 01:02:03 2026 GMT``;
+    an extension's, ``Invalidity Date``, on the line after it), in ISO 8601 UTC."""
     import datetime as dt
 
-    found = re.search(rf"{label}: (\w+ +\d+ [\d:]+ \d+) GMT", text)
+    found = re.search(rf"{label}:\s*(\w+ +\d+ [\d:]+ \d+) GMT", text)  # an extension's on the next line
     assert found, text
     return dt.datetime.strptime(" ".join(found[1].split()), "%b %d %H:%M:%S %Y").replace(tzinfo=dt.UTC).isoformat()
 
@@ -231,3 +231,14 @@ def test_revoked_at_is_the_time_openssl_reads(tmp_path, source):
         named = re.search(rf"{reason_label}:\s*([A-Za-z ]+?)\s*(\(0x|\n)", read)
         assert named and named[1].replace(" ", "").lower() == check["revocation_reason"].lower(), read
         assert check["revocation_reason"] == reason
+        assert check["invalid_since"] is None
+    # keyCompromise with the time of the compromise (index.txt's "keyTime", what `openssl ca
+    # -revoke -crl_compromise` records): OpenSSL writes it as the CRL entry's invalidityDate and
+    # the OCSP singleExtension, which the check reports as invalid_since
+    since = (NOW - timedelta(days=3, minutes=1)).strftime("%Y%m%d%H%M%SZ")
+    result, read = judged(_index_line(cert, f"{when},keyTime,{since}"))
+    check = result["checks"][-1]
+    assert (check["code"], check["revocation_reason"]) == ("revoked", "keyCompromise"), check
+    assert check["revoked_at"] == _openssl_time(read, label), (check, read)
+    assert check["invalid_since"] == _openssl_time(read, "Invalidity Date"), (check, read)
+    assert f"invalid since {check['invalid_since']}" in check["reason"], check

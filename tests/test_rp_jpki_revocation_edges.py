@@ -733,3 +733,76 @@ def test_a_tsa_unit_is_judged_on_the_newest_embedded_crl_and_never_good_from_one
     assert fetched is not None and fetched.reason.startswith(
         "the TSA unit's revocation cannot be checked: its root's CRL at http://tsa.test/tsa/root.crl: it has no "
         "nextUpdate"), fetched
+
+
+# -- the invalidity date (RFC 5280 5.3.2): a hold made final, a key out of the holder's control --
+
+HELD = STAMPED - timedelta(hours=1)  # on hold from before the time-stamp ...
+FOUND = STAMPED + timedelta(hours=2)  # ... revoked for good after it
+HELD_TEXT = HELD.isoformat()
+
+
+def test_revoked_after_the_time_stamp_but_invalid_since_before_it_is_refused_from_ocsp_and_the_crl():
+    """A certificate revoked after the signature's time-stamp but invalid since before it (a
+    lost phone's: on hold from then, revoked when found) was not valid when it signed: the
+    check stays ``revoked``, ``revoked_at`` the revocation's time, ``invalid_since`` the
+    invalidity date, and the reason says both, from an OCSP answer (its singleExtension,
+    embedded or asked) and from a CRL entry alike. Invalid only after the stamp: passes."""
+    ocsp_before = _embedded([_kept_answer(Revoked(FOUND, RevocationReason.CESSATION_OF_OPERATION, HELD),
+                                          made=STAMPED + timedelta(minutes=2))])
+    crl = _crl([Revocation(SERIAL, FOUND, RevocationReason.CESSATION_OF_OPERATION, HELD)],
+               this=STAMPED - timedelta(minutes=1), nxt=STAMPED + timedelta(hours=5))
+    crl_before = _embedded(crls=[crl])
+    for got in (ocsp_before, crl_before):
+        assert (got["passed"], got["code"], got["revocation_reason"]) == (False, "revoked", "cessationOfOperation")
+        assert (got["revoked_at"], got["invalid_since"]) == (FOUND.isoformat(), HELD_TEXT), got
+        assert f"revoked (cessationOfOperation) at {FOUND.isoformat()}, invalid since {HELD_TEXT} " in got["reason"]
+        assert "is after the certificate became invalid" in got["reason"], got
+    # asked now (OCSP, CRL): the same
+    stamp = _stamp()
+    asked = revoked_after(check_ocsp(CERT, ROOT, NOW, client=_client(_ours(
+        Revoked(FOUND, RevocationReason.CESSATION_OF_OPERATION, HELD)))), stamp).to_dict()
+    listed = revoked_after(check_revocation_crl(CERT, ROOT, NOW, crl=_crl(
+        [Revocation(SERIAL, FOUND, RevocationReason.CESSATION_OF_OPERATION, HELD)])), stamp).to_dict()
+    for got in (asked, listed):
+        assert (got["passed"], got["code"], got["invalid_since"]) == (False, "revoked", HELD_TEXT), got
+    # invalid only after the time-stamp (a hold that began after it): made while valid
+    later = revoked_after(check_ocsp(CERT, ROOT, NOW, client=_client(_ours(
+        Revoked(FOUND, RevocationReason.CESSATION_OF_OPERATION, STAMPED + timedelta(hours=1))))), stamp).to_dict()
+    assert (later["passed"], later["code"], later["revoked_at"]) == (True, "revoked_after_signing", FOUND.isoformat())
+    assert later["invalid_since"] == (STAMPED + timedelta(hours=1)).isoformat()
+    # no invalidity date: the member is null, and the revocation's time alone decides
+    plain = revoked_after(check_ocsp(CERT, ROOT, NOW, client=_client(_ours(
+        Revoked(FOUND, RevocationReason.CESSATION_OF_OPERATION)))), stamp).to_dict()
+    assert (plain["code"], plain["invalid_since"]) == ("revoked_after_signing", None)
+    assert "invalid since" not in plain["reason"]
+
+
+def test_the_invalidity_date_is_read_from_the_single_response_about_the_certificate():
+    """An answer about several certificates (RFC 6960 4.2.1) gives each its own
+    singleExtensions: the invalidity date read is the one of the SingleResponse about this
+    certificate, not the first one's."""
+    ours = CertId.for_certificate(CERT, ROOT, "sha256")
+    other = dataclasses.replace(ours, serial=SERIAL + 77)
+    made = STAMPED + timedelta(minutes=2)
+    der = build_response(responder=_responder(), now=made, answers=[
+        (other, Revoked(FOUND, RevocationReason.CESSATION_OF_OPERATION, STAMPED - timedelta(days=9))),
+        (ours, Revoked(FOUND, RevocationReason.CESSATION_OF_OPERATION, HELD))])
+    got = _embedded([der])
+    assert (got["code"], got["invalid_since"]) == ("revoked", HELD_TEXT), got
+    der = build_response(responder=_responder(), now=made, answers=[
+        (other, Revoked(FOUND, RevocationReason.CESSATION_OF_OPERATION, HELD)),
+        (ours, Revoked(FOUND, RevocationReason.CESSATION_OF_OPERATION))])
+    got = _embedded([der])
+    assert (got["code"], got["invalid_since"]) == ("revoked_after_signing", None), got
+
+
+def test_an_unstamped_signature_claiming_a_time_inside_the_invalidity_is_not_said_to_be_before_it():
+    """An unstamped signature is refused whatever it claims; its signingTime is said to come
+    before the revocation only when it comes before the certificate became invalid too."""
+    from reader.relying_party import _claimed_before
+
+    check = Check("revocation", False, "revoked", FOUND, code="revoked",
+                  revocation_reason="cessationOfOperation", invalid_since=HELD)
+    assert _claimed_before(check, STAMPED) is check  # inside the hold: nothing more to say
+    assert "claims signingTime" in _claimed_before(check, HELD - timedelta(hours=1)).reason

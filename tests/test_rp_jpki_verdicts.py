@@ -352,6 +352,9 @@ def test_the_documented_enum_is_the_vocabulary():
                                                    {"type": "null"}]
     assert check["revoked_at"]["anyOf"] == [{"type": "string"}, {"type": "null"}]
     assert check["revoked_at"]["format"] == "date-time"
+    # the invalidity date of a revocation (RFC 5280 5.3.2), null unless the answer gives one
+    assert check["invalid_since"]["anyOf"] == [{"type": "string"}, {"type": "null"}]
+    assert check["invalid_since"]["format"] == "date-time"
     assert "code" in schemas["JpkiCheck"]["required"]
     assert set(REVOCATION_CODES) <= set(CHECK_CODES)
     spec = (Path(__file__).parent.parent / "specs" / "revocation.md").read_text()

@@ -176,6 +176,8 @@ def _issue_once(ca: JpkiCa, job_ref: str, phone_id: str, purpose: Purpose,
             .order_by(Credential.issued_at, Credential.id).with_for_update()))
         mine = [r for r in revoking if r.phone_id == phone_id]
         for old in mine:
+            # superseded while on hold: invalid since the hold (issuer.revocation)
+            old.invalid_since = old.revoked_at if old.status == "hold" else None
             old.status, old.reason, old.revoked_at = "revoked", "superseded", now
             s.add(AuditEvent(actor=actor, action="jpki.supersede", subject=old.id,
                              detail={"serial": old.serial, "by_job": job_ref}))

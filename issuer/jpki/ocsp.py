@@ -5,7 +5,8 @@ the root expires (then its certificates' requests are ``unauthorized``); a
 request is answered by the responder of the generation its CertIDs name (issuerNameHash +
 issuerKeyHash, SHA-1 or SHA-256, RFC 6960 4.1.1). Registry status maps to OCSP status:
 valid -> good, hold -> revoked (certificateHold), revoked -> revoked (recorded reason and
-time), no such serial under that key -> unknown. A released hold answers good again.
+time, and the invalidityDate singleExtension when it ended a hold: the hold's time), no such
+serial under that key -> unknown. A released hold answers good again.
 The responder set is cached for :data:`CACHE_SECONDS` (roots and responders change rarely),
 counted by the wall clock as well as the monotonic one (:mod:`issuer.freshness`: after a
 suspend the monotonic clock has not counted the time, and a responder that had ended, or a
@@ -48,7 +49,7 @@ _UNAUTHORIZED = error_response(ResponseStatus.UNAUTHORIZED)
 RESPONSE_VALIDITY = dt.timedelta(minutes=10)
 
 
-_STATUS = (select(Credential.status, Credential.reason, Credential.revoked_at)
+_STATUS = (select(Credential.status, Credential.reason, Credential.revoked_at, Credential.invalid_since)
            .where(Credential.kind == bindparam("kind"), Credential.issuer_key == bindparam("key"),
                   Credential.serial == bindparam("serial")))
 
@@ -116,12 +117,12 @@ class OcspService:
                                          "serial": format(cert_id.serial, "x")}).first()
         if row is None:
             return Unknown()
-        status, reason, revoked_at = row
+        status, reason, revoked_at, invalid_since = row
         if status == "valid":
             return Good()
-        why = (RevocationReason.CERTIFICATE_HOLD if status == "hold"
-               else RevocationReason.parse(reason or "cessationOfOperation"))
-        return Revoked(revoked_at, why)
+        if status == "hold":
+            return Revoked(revoked_at, RevocationReason.CERTIFICATE_HOLD)
+        return Revoked(revoked_at, RevocationReason.parse(reason or "cessationOfOperation"), invalid_since)
 
     def respond(self, request_der: bytes, now: dt.datetime | None = None) -> bytes:
         """A DER OCSPResponse; never raises (malformedRequest / unauthorized / internalError).

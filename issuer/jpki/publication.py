@@ -1,7 +1,8 @@
 """Full CRLs per (purpose, root generation, partition), with a monotonic CRL number.
 
 The entries are the registry's ``credentials`` rows of that root generation and partition
-whose status is ``revoked`` (reason as recorded) or ``hold`` (certificateHold); a released
+whose status is ``revoked`` (reason as recorded; invalidityDate the time of the hold it ended,
+if it ended one) or ``hold`` (certificateHold); a released
 hold is simply absent from the next CRL (removeFromCRL semantics, RFC 5280 5.3.1; no delta
 CRLs). An expired certificate's entry is left out once it has been on one CRL issued after
 its notAfter (RFC 5280 3.3: "An entry MUST NOT be removed from the CRL until it appears on
@@ -47,13 +48,15 @@ def revocations(session, generation: Generation, partition: str, now: dt.datetim
     if since is not None:
         where.append(Credential.not_after >= min(since, now))
     rows = session.execute(
-        select(Credential.serial, Credential.revoked_at, Credential.reason, Credential.status)
+        select(Credential.serial, Credential.revoked_at, Credential.reason, Credential.status,
+               Credential.invalid_since)
         .where(*where).order_by(Credential.revoked_at))
     out = []
-    for serial, revoked_at, reason, status in rows:
+    for serial, revoked_at, reason, status, invalid_since in rows:
         why = (RevocationReason.CERTIFICATE_HOLD if status == "hold"
                else RevocationReason.parse(reason or "cessationOfOperation"))
-        out.append(Revocation(int(serial, 16), revoked_at, why))
+        out.append(Revocation(int(serial, 16), revoked_at, why,
+                              invalid_since if status != "hold" else None))
     return out
 
 

@@ -90,8 +90,9 @@ def revocation_line(check: dict) -> str | None:
     ``signature_timestamp`` check whose TSA unit was revoked, its
     JSON's ``revoked_at`` and ``revocation_reason`` as they are there, indented:
     ``  revoked_at=2026-11-23T01:00:00+00:00 revocation_reason=affiliationChanged`` (77
-    columns with the longest J-LIS reason); None when both are null or absent."""
-    facts = [f"{key}={printable(str(check[key]))}" for key in ("revoked_at", "revocation_reason")
+    columns with the longest J-LIS reason), and ``invalid_since=...`` after them when the
+    answer gave an invalidity date (a hold made final); None when all are null or absent."""
+    facts = [f"{key}={printable(str(check[key]))}" for key in ("revoked_at", "revocation_reason", "invalid_since")
              if check.get(key) is not None]
     return "  " + " ".join(facts) if facts else None
 

@@ -4,7 +4,9 @@ JPKI uses four reasons (affiliationChanged: death or moving abroad; cessationOfO
 card lost or moving abroad; superseded: renewed because one of the basic four changed;
 certificateHold: temporary hold of a lost card) plus keyCompromise. A hold is released by
 `removeFromCRL` (RFC 5280 5.3.1): the entry disappears from the next full CRL and OCSP
-answers good again. No delta CRLs: removeFromCRL never appears on a CRL we build.
+answers good again. No delta CRLs: removeFromCRL never appears on a CRL we build. A held
+certificate revoked for good keeps the time of its hold as the entry's invalidityDate
+(RFC 5280 5.3.2, non-critical): the key was out of the holder's control since then.
 
 Each partition (municipality) gets its own full CRL, with a critical issuingDistributionPoint
 naming exactly that partition's directory name (RFC 5280 5.2.5), so a relying party (OpenSSL)
@@ -65,12 +67,21 @@ class Revocation:
     serial: int
     revoked_at: datetime
     reason: RevocationReason
+    #: the entry's invalidityDate (RFC 5280 5.3.2): since when the key is known or suspected
+    #: to have been out of the holder's control (a hold later made final: when it went on
+    #: hold), when that is before ``revoked_at``
+    invalid_since: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.reason is RevocationReason.REMOVE_FROM_CRL:
             raise ProfileError("removeFromCRL is an event, not a state: use apply_event")
         if self.revoked_at.tzinfo is None:
             raise ProfileError("revoked_at must be timezone-aware")
+        if self.invalid_since is not None:
+            if self.invalid_since.tzinfo is None:
+                raise ProfileError("invalid_since must be timezone-aware")
+            if self.on_hold:
+                raise ProfileError("a hold carries no invalidity date: it may yet be lifted")
 
     @property
     def on_hold(self) -> bool:
@@ -90,7 +101,8 @@ def apply_event(state: Mapping[int, Revocation], event: RevocationEvent) -> dict
     * certificateHold on a good certificate: held.
     * removeFromCRL: only on a held certificate; it becomes good again.
     * any other reason: final. A held certificate may become final (keeping the
-      new reason and time); a final revocation never changes."""
+      new reason and time, and the time of its hold as its invalidity date); a final
+      revocation never changes."""
     current = state.get(event.serial)
     new = dict(state)
     if event.reason is RevocationReason.REMOVE_FROM_CRL:
@@ -104,7 +116,8 @@ def apply_event(state: Mapping[int, Revocation], event: RevocationEvent) -> dict
         )
     if current is not None and event.reason is RevocationReason.CERTIFICATE_HOLD:
         return new
-    new[event.serial] = Revocation(event.serial, event.at, event.reason)
+    new[event.serial] = Revocation(event.serial, event.at, event.reason,
+                                   current.revoked_at if current is not None else None)
     return new
 
 
@@ -119,6 +132,17 @@ def issuing_distribution_point(profile: JpkiProfile, partition: Municipality
         indirect_crl=False,
         only_contains_attribute_certs=False,
     )
+
+
+def _entry(rev: Revocation) -> x509.RevokedCertificate:
+    """One CRL entry: serial, revocationDate, CRLReason, and invalidityDate when known
+    (both entry extensions non-critical, RFC 5280 5.3.1, 5.3.2)."""
+    entry = (x509.RevokedCertificateBuilder().serial_number(rev.serial).revocation_date(rev.revoked_at)
+             .add_extension(x509.CRLReason(rev.reason.flag), critical=False))
+    if rev.invalid_since is not None:
+        # GeneralizedTime of whole seconds (RFC 5280 4.1.2.5.2: no fractional seconds)
+        entry = entry.add_extension(x509.InvalidityDate(rev.invalid_since.replace(microsecond=0)), critical=False)
+    return entry.build()
 
 
 def build_crl(*, profile: JpkiProfile, purpose: Purpose, issuer: x509.Certificate,
@@ -138,14 +162,7 @@ def build_crl(*, profile: JpkiProfile, purpose: Purpose, issuer: x509.Certificat
         raise ProfileError("partition must be given exactly when the profile partitions CRLs")
     # Entries go in through the constructor: add_revoked_certificate copies the builder each
     # time (quadratic for a million entries).
-    entries = [
-        x509.RevokedCertificateBuilder()
-        .serial_number(rev.serial)
-        .revocation_date(rev.revoked_at)
-        .add_extension(x509.CRLReason(rev.reason.flag), critical=False)
-        .build()
-        for rev in revocations
-    ]
+    entries = [_entry(rev) for rev in revocations]
     builder = (
         x509.CertificateRevocationListBuilder(revoked_certificates=entries)
         .issuer_name(issuer.subject)

@@ -5,7 +5,9 @@
   (no JPKI rule requires signed requests); an unknown *critical* request extension is refused.
 * Responses (4.2.1): signed by a delegated responder (4.2.2.2) whose certificate is issued by
   the CA of every CertID and is included in `certs`; ResponderID byKey; good / revoked (time,
-  reason) / unknown; producedAt = thisUpdate = `now`, nextUpdate = now + responder.validity.
+  reason, and the invalidityDate singleExtension when the revocation has one: RFC 6960 4.4,
+  the CRL entry extension of RFC 5280 5.3.2) / unknown; producedAt = thisUpdate = `now`,
+  nextUpdate = now + responder.validity.
 * `respond` never raises: an unparsable request gets `malformedRequest`, a CertID of a CA we do
   not answer for `unauthorized`, a failing lookup or signer `internalError` (4.2.1).
 """
@@ -149,6 +151,9 @@ class Good:
 class Revoked:
     revoked_at: datetime
     reason: RevocationReason | None = None
+    #: the invalidityDate singleExtension (RFC 5280 5.3.2): since when the certificate is
+    #: known or suspected to have been invalid (a hold made final: the hold's time)
+    invalid_since: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -237,6 +242,8 @@ def _build_one(responder: OcspResponder, cert_id: CertId, status: CertStatus, no
     elif isinstance(status, Revoked):
         if status.revoked_at.tzinfo is None:
             raise JpkiError("OCSP times must be timezone-aware")
+        if status.invalid_since is not None:
+            return None  # a singleExtension, which the builder does not write
         cert_status = ocsp.OCSPCertStatus.REVOKED
         revocation_time = status.revoked_at.replace(microsecond=0)
         reason = status.reason.flag if status.reason is not None else None
@@ -261,8 +268,9 @@ def build_response(*, responder: OcspResponder, answers: Sequence[tuple[CertId, 
     """A successful, signed BasicOCSPResponse (RFC 6960 4.2.1) as DER OCSPResponse bytes.
 
     One CertID (what relying parties send) is built by ``cryptography`` when it can give
-    producedAt = ``now`` (:func:`_build_one`); several, or a ``now`` that is not the system
-    clock's, by asn1crypto. Both give the same response fields (tests/test_jpki_revocation.py)."""
+    producedAt = ``now`` (:func:`_build_one`) and the answer has no invalidity date (a
+    singleExtension, which its builder does not write); several, or a ``now`` that is not the
+    system clock's, or an invalidity date, by asn1crypto. Both give the same response fields (tests/test_jpki_revocation.py)."""
     if now.tzinfo is None:
         raise JpkiError("OCSP times must be timezone-aware")
     if len(answers) == 1:
@@ -270,6 +278,18 @@ def build_response(*, responder: OcspResponder, answers: Sequence[tuple[CertId, 
         if built is not None:
             return built
     return _build_general(responder, answers, now, nonce)
+
+
+def _single(cert_id: CertId, status: CertStatus, this_update: asn1core.GeneralizedTime,
+            next_update: asn1core.GeneralizedTime) -> dict:
+    """One SingleResponse; a revocation with an invalidity date carries it as the
+    non-critical singleExtension invalidityDate (RFC 6960 4.4, RFC 5280 5.3.2)."""
+    single = {"cert_id": cert_id.to_asn1(), "cert_status": _status_asn1(status),
+              "this_update": this_update, "next_update": next_update}
+    if isinstance(status, Revoked) and status.invalid_since is not None:
+        single["single_extensions"] = [{"extn_id": "invalidity_date", "critical": False,
+                                        "extn_value": _gtime(status.invalid_since)}]
+    return single
 
 
 def _build_general(responder: OcspResponder, answers: Sequence[tuple[CertId, CertStatus]],
@@ -285,15 +305,7 @@ def _build_general(responder: OcspResponder, answers: Sequence[tuple[CertId, Cer
         "responder_id": asn1ocsp.ResponderId(
             name="by_key", value=_digest("sha1", key_bits.contents[1:])),
         "produced_at": this_update,
-        "responses": [
-            {
-                "cert_id": cert_id.to_asn1(),
-                "cert_status": _status_asn1(status),
-                "this_update": this_update,
-                "next_update": next_update,
-            }
-            for cert_id, status in answers
-        ],
+        "responses": [_single(cert_id, status, this_update, next_update) for cert_id, status in answers],
     }
     if nonce is not None:
         data["response_extensions"] = [{"extn_id": "nonce", "critical": False,

@@ -75,6 +75,12 @@ class Check:
     #: name (``certificateHold``
     #: for a hold)
     revocation_reason: str | None = None
+    #: for a ``revocation`` check on a verified "revoked" whose answer gives an invalidity date
+    #: (the CRL entry's or OCSP singleExtension's invalidityDate, RFC 5280 5.3.2: since when the
+    #: key is known or suspected to have been out of the holder's control; the issuer gives the
+    #: time a hold began when it revokes a held certificate for good): a signature time-stamped
+    #: after it is refused, though the revocation (``revoked_at``) came later
+    invalid_since: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.code is None:
@@ -88,12 +94,25 @@ class Check:
         """The check in a verdict's JSON; a ``revocation``, ``signature_timestamp`` or
         ``document_timestamp`` check (:data:`REVOCATION_CHECKS`) also with ``revoked_at`` (ISO 8601, UTC: the OCSP answer's
         revocationTime or the CRL entry's revocationDate; the TSA unit's CRL entry's) and
-        ``revocation_reason``, both null when no verified answer says revoked."""
+        ``revocation_reason``, both null when no verified answer says revoked; a ``revocation``
+        check also with ``invalid_since``, null unless the answer gives an invalidity date."""
         out: dict[str, Any] = {"name": self.name, "passed": self.passed, "reason": self.reason, "code": self.code}
         if self.name in REVOCATION_CHECKS or self.revoked_at is not None or self.revocation_reason is not None:
             out["revoked_at"] = None if self.revoked_at is None else utc_text(self.revoked_at)
             out["revocation_reason"] = self.revocation_reason
+        if self.name == "revocation" or self.invalid_since is not None:
+            out["invalid_since"] = None if self.invalid_since is None else utc_text(self.invalid_since)
         return out
+
+    @property
+    def invalid_from(self) -> datetime | None:
+        """When the certificate stopped being valid by this check's answer: the earlier of
+        ``revoked_at`` and ``invalid_since`` (None when the answer says no revocation)."""
+        if self.revoked_at is None:
+            return None
+        if self.invalid_since is None:
+            return self.revoked_at
+        return min(self.revoked_at, self.invalid_since)
 
 
 def unavailable(reason: str) -> Check:
@@ -103,11 +122,12 @@ def unavailable(reason: str) -> Check:
     return Check("revocation", False, reason, code="unavailable")
 
 
-def revoked_check(reason_name: str, at: datetime, text: str) -> Check:
+def revoked_check(reason_name: str, at: datetime, text: str, invalid_since: datetime | None = None) -> Check:
     """A failed ``revocation`` check on a verified "revoked" at ``at`` for ``reason_name``
-    (code ``on_hold`` for certificateHold, else ``revoked``)."""
+    (code ``on_hold`` for certificateHold, else ``revoked``), invalid since ``invalid_since``
+    when the answer gives an invalidity date."""
     return Check("revocation", False, text, at, code="on_hold" if reason_name == "certificateHold" else "revoked",
-                 revocation_reason=reason_name)
+                 revocation_reason=reason_name, invalid_since=invalid_since)
 
 
 def find_issuer(cert: x509.Certificate, roots: Sequence[x509.Certificate]
@@ -248,6 +268,14 @@ def crl_scope(cert: x509.Certificate, crl: x509.CertificateRevocationList) -> Ch
     return unavailable(f"different CRL scope: {why}") if why else None
 
 
+def crl_invalidity(entry: x509.RevokedCertificate) -> datetime | None:
+    """The entry's invalidityDate (RFC 5280 5.3.2), in UTC, or None when it gives none."""
+    try:
+        return entry.extensions.get_extension_for_class(x509.InvalidityDate).value.invalidity_date_utc
+    except x509.ExtensionNotFound:
+        return None
+
+
 def crl_reason(entry: x509.RevokedCertificate) -> str:
     """The entry's CRLReason by its RFC 5280 name (``unspecified`` when it gives none)."""
     try:
@@ -266,12 +294,21 @@ def utc_text(t: datetime) -> str:
     return t.astimezone(UTC).isoformat()
 
 
-def revoked_text(reason: str, at: datetime) -> str:
-    """A verified "revoked" in a verdict: ``revoked (<reason>) at <time>``, or for
-    certificateHold :data:`HOLD` ``since <time>`` (specs/revocation.md 1: the one reason that
-    is not final); the time as :func:`utc_text` writes it, whether an OCSP answer or a CRL
-    entry said it."""
-    return f"{HOLD} since {utc_text(at)}" if reason == "certificateHold" else f"revoked ({reason}) at {utc_text(at)}"
+#: How an invalidity date reads in a verdict, after its time.
+INVALID_SINCE = "(invalidityDate: out of the holder's control from then, on hold or compromised)"
+
+
+def revoked_text(reason: str, at: datetime, invalid_since: datetime | None = None) -> str:
+    """A verified "revoked" in a verdict: ``revoked (<reason>) at <time>``, with ``, invalid
+    since <time> (invalidityDate: ...)`` when the answer gives an invalidity date before it,
+    or for certificateHold :data:`HOLD` ``since <time>`` (specs/revocation.md 1: the one
+    reason that is not final); the times as :func:`utc_text` writes them, whether an OCSP
+    answer or a CRL entry said them."""
+    if reason == "certificateHold":
+        return f"{HOLD} since {utc_text(at)}"
+    since = (f", invalid since {utc_text(invalid_since)} {INVALID_SINCE}"
+             if invalid_since is not None and invalid_since < at else "")
+    return f"revoked ({reason}) at {utc_text(at)}{since}"
 
 
 def check_crl(cert: x509.Certificate, root: x509.Certificate,
@@ -293,7 +330,9 @@ def check_crl(cert: x509.Certificate, root: x509.Certificate,
     if reason == "certificateHold" and crl.next_update_utc is None:
         return unavailable("CRL lists the certificate on hold but has no nextUpdate (RFC 5280 5.1.2.5 requires "
                            "one): nothing says the hold was not lifted since")
-    return revoked_check(reason, entry.revocation_date_utc, revoked_text(reason, entry.revocation_date_utc))
+    invalid_since = crl_invalidity(entry)
+    return revoked_check(reason, entry.revocation_date_utc,
+                         revoked_text(reason, entry.revocation_date_utc, invalid_since), invalid_since)
 
 
 @dataclass(frozen=True)
