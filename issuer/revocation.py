@@ -82,6 +82,35 @@ class UnknownPhone(RevocationError):
     """The registry knows no phone of that id (a typo must not pass as "nothing to do")."""
 
 
+class InvalidSinceRefused(RevocationError):
+    """An invalidity date an operator gave that cannot be one: with no UTC offset, after the
+    revocation (a time to come), or with a hold (which is not final). ``why``: the reason,
+    without the field's name (``invalid_since``, ``--invalid-since``), which ``str`` leads with."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"invalid_since: {why}")
+        self.why = why
+
+
+def check_invalid_since(invalid_since: dt.datetime, reason: str, now: dt.datetime) -> dt.datetime:
+    """An operator's invalidity date (RFC 5280 5.3.2: when the key is known or suspected to
+    have been compromised, or the credential otherwise out of its holder's control) for a
+    revocation for good with ``reason`` at ``now``, in UTC; :class:`InvalidSinceRefused`
+    naming ``invalid_since`` otherwise. Every final reason may carry one; a hold may not (its
+    own time becomes the invalidity date if it is made final)."""
+    if parse_reason(reason) == HOLD:
+        raise InvalidSinceRefused("a hold (certificateHold) carries no invalidity date; "
+                                  "give it when revoking for good (keyCompromise, ...)")
+    if invalid_since.tzinfo is None or invalid_since.utcoffset() is None:
+        raise InvalidSinceRefused(f"{invalid_since.isoformat()} has no UTC offset: give one "
+                                  "(2026-12-01T09:00:00+09:00)")
+    if invalid_since > now:
+        raise InvalidSinceRefused(f"{invalid_since.isoformat()} is after the revocation "
+                                  f"({now.isoformat(timespec='seconds')}): a credential cannot be known "
+                                  "compromised at a time to come")
+    return invalid_since.astimezone(dt.UTC)
+
+
 @dataclass(frozen=True)
 class Change:
     """What one call did to one credential row."""
@@ -155,10 +184,13 @@ def _rows(session: Session, phone_id: str, kinds: tuple[str, ...], *, state: Col
 
 def _revoke_rows(session: Session, rows: Iterable[Credential], reason: str, *, actor: str,
                  now: dt.datetime, also_touch: Iterable[Credential] = (),
+                 given_invalid_since: dt.datetime | None = None,
                  **detail: object) -> list[Change]:
     """Revoke (or, with certificateHold, hold) ``rows`` in the caller's transaction: status,
     reason and time, one audit event each, CRLs marked stale and status lists bumped.
     Revoked rows, and held rows asked to be held again, are left as they are.
+    ``given_invalid_since``: an operator's invalidity date (:func:`check_invalid_since`); a
+    row on hold keeps the earlier of it and the hold's time.
     ``also_touch``: rows the caller changed itself in this transaction, whose CRLs and lists
     are taken in the same ordered pass (:func:`_touch`)."""
     changes: list[Change] = []
@@ -170,6 +202,8 @@ def _revoke_rows(session: Session, rows: Iterable[Credential], reason: str, *, a
         row.status = "hold" if reason == HOLD else "revoked"
         # revoked for good while on hold: invalid since the hold (RFC 5280 5.3.2 invalidityDate)
         invalid_since = row.revoked_at if before == "hold" else None
+        if given_invalid_since is not None:  # the operator's date; the earlier wins
+            invalid_since = min(given_invalid_since, invalid_since or given_invalid_since)
         row.reason, row.revoked_at, row.invalid_since = reason, now, invalid_since
         touched.append(row)
         changes.append(Change(row.id, row.phone_id, row.kind, row.serial, row.partition,
@@ -180,19 +214,28 @@ def _revoke_rows(session: Session, rows: Iterable[Credential], reason: str, *, a
                                        "serial": row.serial, "reason": reason,
                                        "before": before, **detail,
                                        **({"invalid_since": invalid_since.isoformat()}
-                                          if invalid_since is not None else {})}))
+                                          if invalid_since is not None else {}),
+                                       **({"invalid_since_given": given_invalid_since.isoformat()}
+                                          if given_invalid_since is not None else {})}))
     _touch(session, [*touched, *also_touch])
     return changes
 
 
 def revoke(sessions: sessionmaker[Session], phone_id: str, reason: str, credential: str = "all",
-           *, actor: str = "operator", now: dt.datetime | None = None) -> list[Change]:
+           *, actor: str = "operator", now: dt.datetime | None = None,
+           invalid_since: dt.datetime | None = None) -> list[Change]:
     """Revoke (or, with certificateHold, hold) the phone's live credentials of ``credential``.
     With ``all``, the phone itself is out too: ``revoked`` (``lost`` for a hold, until
     :func:`release`), so that nothing more is issued to it, not even by a provisioning
     that was under way (its next issuance is refused: the job stops, to be abandoned); a
     phone already ``retired`` by a handover stays so. A new provisioning of the phone
-    (:func:`issuer.holders.attach_phone`) makes it active again."""
+    (:func:`issuer.holders.attach_phone`) makes it active again.
+
+    ``invalid_since``: since when the operator knows or suspects the credentials were out of
+    the holder's control (a keyCompromise's compromise time; any final reason, not a hold),
+    checked by :func:`check_invalid_since` against the revocation's time; each credential
+    revoked records it as its invalidity date, the earlier of it and its hold's time if it
+    was on hold. Credentials revoked already keep theirs."""
     reason = parse_reason(reason)
     kinds = kinds_of(credential)
     state = None
@@ -200,8 +243,9 @@ def revoke(sessions: sessionmaker[Session], phone_id: str, reason: str, credenti
         state = case((Phone.state.in_(("active", "lost")), "lost" if reason == HOLD else "revoked"),
                      else_=Phone.state)
     now = now or utcnow()
+    given = check_invalid_since(invalid_since, reason, now) if invalid_since is not None else None
     return run_transaction(sessions, lambda s: _revoke_rows(
-        s, _rows(s, phone_id, kinds, state=state), reason, actor=actor, now=now))
+        s, _rows(s, phone_id, kinds, state=state), reason, actor=actor, now=now, given_invalid_since=given))
 
 
 def revoke_ids(sessions: sessionmaker[Session], ids: Iterable[str], reason: str, *,

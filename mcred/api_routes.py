@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import defer
 
@@ -155,6 +155,20 @@ class RevocationRequest(_Body):
     phone_id: str = Field(pattern=PHONE_ID_PATTERN)
     reason: Reason
     credential: CredentialSel = "all"
+    invalid_since: AwareDatetime | None = Field(None, description=(
+        "since when the key is known or suspected to have been compromised (RFC 5280 5.3.2 invalidityDate; a "
+        "keyCompromise's compromise time), an RFC 3339 instant with its offset: each credential revoked records "
+        "it (GET /credentials invalid_since) and a JPKI certificate's CRL entry and OCSP answer carry it, so a "
+        "relying party refuses a signature time-stamped after it. A credential on hold keeps the earlier of it and "
+        "the hold's time. Any reason but certificateHold (400 revocation-refused, as a time after the "
+        "revocation's); one with no offset, or no date-time string, is 422 naming body.invalid_since"))
+
+    @field_validator("invalid_since", mode="before")
+    @classmethod
+    def _a_string(cls, value: object) -> object:
+        if value is not None and not isinstance(value, str):  # pydantic takes a number as a Unix time
+            raise ValueError("give an RFC 3339 date-time string with its offset (2026-12-01T09:00:00+09:00)")
+        return value
 
 
 class HoldRequest(_Body):
@@ -1338,7 +1352,7 @@ def issuer_router(ctx: Context) -> APIRouter:
 
         _phone_known(body.phone_id)
         return _changes(do_revoke(ctx.sessions, body.phone_id, body.reason, body.credential,
-                                  actor=_actor(request)))
+                                  actor=_actor(request), invalid_since=body.invalid_since))
 
     @router.post("/holds", summary="Put a phone's credentials on hold (certificateHold)",
                  **typed(StatusChanges, _STATUS_REFUSALS))

@@ -146,3 +146,35 @@ def test_a_signature_time_stamped_while_the_phone_was_lost_is_refused_once_it_is
     assert x509.load_der_x509_crl((tmp_path / "part.crl").read_bytes()).get_revoked_certificate_by_serial_number(
         old_cert.serial_number).extensions.get_extension_for_class(x509.InvalidityDate).value.invalidity_date_utc \
         == held_at.replace(microsecond=0)
+
+
+def test_a_signature_time_stamped_after_a_given_compromise_time_is_refused(world):
+    """``mcred revoke --reason keyCompromise --invalid-since T`` (the operator learns days
+    later when the key was exposed): the signing certificate is revoked now, invalid since T;
+    a signature time-stamped after T is refused, one before it passes as revoked after
+    signing. Without --invalid-since both passed (revoked after signing)."""
+    before = _sign(world, "kc-before.p7s")
+    cert = verify_detached_signature(before, CONTENT).signer_certificate
+    time.sleep(CLEAR_OF_STAMP_SECONDS)
+    compromised = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=1)
+    time.sleep(CLEAR_OF_STAMP_SECONDS)
+    after = _sign(world, "kc-after.p7s")  # the one who took the key
+    time.sleep(CLEAR_OF_STAMP_SECONDS)
+    given = compromised.astimezone(dt.timezone(dt.timedelta(hours=9))).isoformat()  # JST, as an operator writes
+    out = json.loads(run_cli("revoke", "--phone", world["phone"], "--reason", "keyCompromise", "--credential",
+                             "sign", "--invalid-since", given, "--json"))
+    assert [(c["kind"], c["after"], c["reason"]) for c in out["changes"]] == [
+        ("jpki-sign", "revoked", "keyCompromise")], out
+    serial = format(cert.serial_number, "x")
+    with world["ctx"].sessions() as s:
+        row = s.scalars(select(Credential).where(Credential.serial == serial)).one()
+    assert (row.status, row.reason, row.invalid_since) == ("revoked", "keyCompromise", compromised)
+    assert _stamped_at(world, before) < compromised < _stamped_at(world, after) < row.revoked_at
+    for mode in ("ocsp", "crl"):
+        check = _revocation(refused := _verify(world, after, mode))
+        assert not refused["valid"] and check["code"] == "revoked", (mode, check)
+        assert (check["invalid_since"], check["revocation_reason"]) == (compromised.isoformat(), "keyCompromise")
+        assert "is after the certificate became invalid" in check["reason"], check
+        kept = _verify(world, before, mode)
+        assert kept["valid"], (mode, kept["checks"])
+        assert _revocation(kept)["code"] == "revoked_after_signing", (mode, kept["checks"])

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from pathlib import Path
@@ -810,14 +811,28 @@ def revoke(phone: str = typer.Option(..., "--phone"),
                                       "cessationOfOperation, certificateHold, keyCompromise"),
            credential: str = typer.Option("all", "--credential", help="sign, auth, jpki (both certificates), "
                                           "mdoc or all"),
+           invalid_since: str | None = typer.Option(
+               None, "--invalid-since", help="since when the key is known or suspected to have been compromised "
+               "(RFC 5280 invalidityDate), an instant with its offset (2026-12-01T09:00:00+09:00), not after now; "
+               "any reason but certificateHold. A credential on hold keeps the earlier of it and the hold's time."),
            as_json: bool = CHANGES_JSON,
            ) -> None:
     """Revoke (or hold, with certificateHold) a phone's credentials."""
-    from issuer.revocation import RevocationError
+    from issuer.revocation import InvalidSinceRefused, RevocationError
     from issuer.revocation import revoke as do_revoke
 
+    since = None
+    if invalid_since is not None:
+        try:
+            since = dt.datetime.fromisoformat(invalid_since.strip())
+        except ValueError:
+            raise typer.BadParameter(f"{invalid_since!r}: not an ISO 8601 instant; give one with its offset "
+                                     "(2026-12-01T09:00:00+09:00)", param_hint="--invalid-since") from None
     try:
-        changes = do_revoke(open_context().sessions, phone, reason, credential, actor=cli_actor())
+        changes = do_revoke(open_context().sessions, phone, reason, credential, actor=cli_actor(),
+                            invalid_since=since)
+    except InvalidSinceRefused as exc:
+        raise typer.BadParameter(exc.why, param_hint="--invalid-since") from None
     except RevocationError as exc:
         raise typer.BadParameter(str(exc)) from None
     if as_json:
