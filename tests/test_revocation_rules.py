@@ -79,7 +79,9 @@ def test_a_hold_a_revocation_and_a_release_each_record_what_they_did_to_the_cred
         ("desk", "credential.hold", {**common, "reason": "certificateHold", "before": "valid"}),
         ("desk2", "credential.release", {**common, "at": (at + dt.timedelta(hours=1)).isoformat()}),
         ("desk", "credential.hold", {**common, "reason": "certificateHold", "before": "valid"}),
-        ("ops", "credential.revoke", {**common, "reason": "keyCompromise", "before": "hold"})]
+        # a hold made final keeps the hold's time as its invalidity date (RFC 5280 5.3.2)
+        ("ops", "credential.revoke", {**common, "reason": "keyCompromise", "before": "hold",
+                                      "invalid_since": at.isoformat()})]
     assert _events(issuer, sign.id) == [
         ("ops", "credential.revoke", {"phone": phone.phone_id, "kind": "jpki-sign", "serial": sign.serial,
                                       "reason": "keyCompromise", "before": "valid"})]
@@ -109,6 +111,7 @@ def test_an_abandoned_renewal_revokes_the_live_certificates_of_its_slots_and_mar
     phone = provision(issuer)
     rows = _credentials(issuer, phone.phone_id)
     revocation.hold(issuer.sessions, phone.phone_id, "auth")
+    held_at = _credentials(issuer, phone.phone_id)["jpki-auth"].revoked_at
     revocation.revoke(issuer.sessions, phone.phone_id, "keyCompromise", "sign")
     meta = dict(rows["jpki-auth"].meta)
     assert meta  # what the issuance noted (card number, slot, ...)
@@ -124,7 +127,9 @@ def test_an_abandoned_renewal_revokes_the_live_certificates_of_its_slots_and_mar
     assert (after["jpki-sign"].reason, after["jpki-sign"].meta) == ("keyCompromise", rows["jpki-sign"].meta)
     assert _events(issuer, rows["jpki-auth"].id)[-1] == ("tsm", "credential.revoke", {
         "phone": phone.phone_id, "kind": "jpki-auth", "serial": rows["jpki-auth"].serial,
-        "reason": "cessationOfOperation", "before": "hold", "renewal_abandoned": "job-renew"})
+        "reason": "cessationOfOperation", "before": "hold", "renewal_abandoned": "job-renew",
+        "invalid_since": held_at.isoformat()})
+    assert after["jpki-auth"].invalid_since == held_at
     assert revocation.revoke_abandoned_renewal(issuer.sessions, phone.phone_id, ["sign", "auth"],
                                                "job-renew", created) == []
     assert revocation.renewals_needed(issuer.sessions(), [phone.phone_id]) == {phone.phone_id: {"auth": "job-renew"}}
@@ -164,6 +169,7 @@ def test_an_abandoned_sign_issue_revokes_its_own_live_signing_certificates_and_m
     rows, others = _credentials(issuer, phone.phone_id), _credentials(issuer, other.phone_id)
     ids = [rows["jpki-sign"].id, rows["jpki-auth"].id, others["jpki-sign"].id]
     revocation.hold(issuer.sessions, phone.phone_id, "sign")
+    held_at = _credentials(issuer, phone.phone_id)["jpki-sign"].revoked_at
     at = dt.datetime(2031, 5, 6, 7, 8, 9, tzinfo=dt.UTC)
     changes = revocation.revoke_abandoned_sign_issue(issuer.sessions, ids, job, actor="tsm", now=at)
     assert [(c.credential_id, c.before, c.after, c.reason) for c in changes] == [
@@ -174,7 +180,9 @@ def test_an_abandoned_sign_issue_revokes_its_own_live_signing_certificates_and_m
     assert after["jpki-auth"].status == "valid" and _credentials(issuer, other.phone_id)["jpki-sign"].status == "valid"
     assert _events(issuer, rows["jpki-sign"].id)[-1] == ("tsm", "credential.revoke", {
         "phone": phone.phone_id, "kind": "jpki-sign", "serial": rows["jpki-sign"].serial,
-        "reason": "cessationOfOperation", "before": "hold", "sign_issue_abandoned": job})
+        "reason": "cessationOfOperation", "before": "hold", "sign_issue_abandoned": job,
+        "invalid_since": held_at.isoformat()})
+    assert after["jpki-sign"].invalid_since == held_at
     assert revocation.revoke_abandoned_sign_issue(issuer.sessions, ids, job) == []
 
     job = f"job-{other.phone_id}"
