@@ -35,7 +35,7 @@ def test_scenario(env, scenario):
     assert report.passed, report.error
     assert report.bystander["result"].startswith("accepted")
     (subject,) = report.subjects
-    assert [s.seconds > 0 for s in subject.steps]
+    assert subject.steps and all(s.seconds > 0 for s in subject.steps)  # was a list: always true
     if scenario == "pin_lock":
         assert "6984" in subject.final["auth_locked"] and "6984" in subject.final["sign_locked"]
         assert subject.final["sign_after_puk"] == "accepted"
@@ -59,7 +59,6 @@ def test_scenario(env, scenario):
         assert "renew (mcred jpki renew --early)" in [s.name for s in subject.steps]
         md = render_markdown([report])
         assert "## cert_renewal: PASSED" in md and "superseded" in md
-        assert report.seconds < 60, report.seconds  # small enough for `drill all`
         return
     assert WORDS[scenario] in subject.ocsp_reason
     assert ("SUSPENDED" if "lost" in scenario else "INVALID") in subject.reader_reason
