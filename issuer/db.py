@@ -65,7 +65,8 @@ class Holder(IssuerBase):
     card_expiry: Mapped[dt.date] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     #: Who the record says the person is, for a holder registered from a holder file (which
-    #: names no card): SHA-256 hex of the identity fields (``issuer.holders.identity_of``),
+    #: names no card): SHA-256 hex of the identity fields (``issuer.holders.identity_of``;
+    #: their text normalised, ``identity_text``: revision ``i0018idnorm``),
     #: unique, so that the same person registered again is the same holder, also from two
     #: registrations at once; None for one registered by card number, and once erased
     #: (revision ``i0016holderid``).

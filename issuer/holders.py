@@ -8,8 +8,9 @@ portrait are never stored here. One card number per holder (database
 constraint): registering the same card again returns the same holder; the same card number
 with different data is refused. A record without a card number (a holder file, a
 ``POST /provisioning`` body) is the person its :data:`IDENTITY_FIELDS` name (``holders.identity``,
-unique): registering the same person again returns the same holder, also when two
-registrations race. A simulated card number is 16 random digits; the simulated
+unique; compared normalised, :func:`identity_text`: full-width or half-width digits, dashes
+and spaces are one person): registering the same person again returns the same holder, also
+when two registrations race. A simulated card number is 16 random digits; the simulated
 card is valid until the holder's 10th birthday after today in Japan, the 5th for a holder
 under 18 (``protocols.birthdays.card_expiry``, the rule the mdoc's card validity follows).
 """
@@ -21,6 +22,7 @@ import datetime as dt
 import enum
 import re
 import secrets
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from sqlalchemy import Connection, func, literal, select, tuple_
@@ -87,14 +89,46 @@ def holder_data(holder) -> dict:  # noqa: ANN001
 IDENTITY_FIELDS = FIELDS
 
 
+#: Dashes that NFKC leaves as they are, folded to ``-`` in the identity: hyphen (U+2010),
+#: non-breaking hyphen, figure dash, en dash, em dash, horizontal bar (U+2015), hyphen
+#: bullet (U+2043), minus sign (U+2212), box drawings light and heavy horizontal (U+2500,
+#: U+2501: an IME's "けいせん" often stands for a dash in an address). NFKC already makes
+#: the full-width hyphen-minus (U+FF0D) and the small one (U+FE63) ``-``.
+_DASHES = re.compile("[\u2010-\u2015\u2043\u2212\u2500\u2501]")
+#: The katakana long vowel mark (U+30FC, and the half-width U+FF70, which NFKC makes it)
+#: between two digits: in an address it is a dash (千代田1ー1, typed in kana mode), where
+#: elsewhere it is the long vowel of a word (センター, コーポ) and is kept.
+_DIGIT_CHOON = re.compile("(?<=[0-9])\u30FC(?=[0-9])")
+_SPACES = re.compile(r"\s+")
+#: The fields that hold a place (where ー between digits is a dash); in the names and the kana
+#: ー is the long vowel and is never folded.
+_PLACE_FIELDS = frozenset({"address", "prefecture", "municipality"})
+
+
+def identity_text(field: str, value: str) -> str:
+    """The form of a text field :func:`identity_of` compares: Unicode NFKC (full-width
+    digits, Latin letters, hyphen-minus and space as ASCII, half-width katakana in full width,
+    CJK compatibility ideographs as their unified ideograph), the dashes NFKC leaves apart
+    folded to ``-`` (:data:`_DASHES`) and, in a place field, ー between two digits too; every
+    run of white space one space, none around. Hiragana and katakana stay apart (the kana
+    fields take either, ``protocols.cardsub``), as does ー in a name or its kana. Only the
+    identity is compared so: the record keeps the text as given."""
+    text = _DASHES.sub("-", unicodedata.normalize("NFKC", value))
+    if field in _PLACE_FIELDS:
+        text = _DIGIT_CHOON.sub("-", text)
+    return _SPACES.sub(" ", text).strip()
+
+
 def identity_of(data: Mapping) -> str:
     """The ``holders.identity`` of a record (:func:`holder_data`'s, or a stored one): SHA-256
-    hex of its :data:`IDENTITY_FIELDS`, in a canonical JSON. :class:`KeyError` for a record
-    that lacks one."""
+    hex of its :data:`IDENTITY_FIELDS`, each text in :func:`identity_text`'s form, in a
+    canonical JSON: the same person typed with full-width digits, other dashes or spaces
+    is the same identity. :class:`KeyError` for a record that lacks one."""
     import hashlib
     import json
 
     values = [_plain(data[k]) for k in IDENTITY_FIELDS]
+    values = [identity_text(k, v) if isinstance(v, str) else v for k, v in zip(IDENTITY_FIELDS, values, strict=True)]
     values[IDENTITY_FIELDS.index("sex")] = int(values[IDENTITY_FIELDS.index("sex")])
     text = json.dumps(values, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()

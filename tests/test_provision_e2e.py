@@ -870,6 +870,35 @@ def test_the_same_holder_file_again_is_the_same_holder_and_a_second_phone_a_hand
     assert _holders(ctx) == [holder]
 
 
+def test_the_same_person_typed_in_full_width_is_the_same_holder_and_a_second_phone_a_handover(ctx, tmp_path):
+    """Japanese text is typed with full-width or half-width digits, hyphens and spaces: the
+    identity compared the text as given, so the same person with the address in full-width
+    digits and hyphen (and ー for a dash) and a full-width space in a name was another person,
+    and their second phone escaped the one-phone rule. The identity compares a normalised
+    form (NFKC, dashes folded, white space collapsed): refused, naming `mcred handover`; the
+    registered record keeps its text as it was given."""
+    first = _cli_provisioned(ctx, tmp_path, given_name="太郎 一", address="東京都千代田区千代田1-1 コーポ101")
+    (holder,) = _holders(ctx)
+    second = wallet_sim.create_phone(ctx.home)
+    f = tmp_path / "wide.json"
+    f.write_text(json.dumps(dict(HOLDER, given_name="太郎\u3000\u3000一",
+                                 address="東京都千代田区千代田\uff11\u30fc\uff11\u3000コーポ\uff11\uff10\uff11"),
+                            ensure_ascii=False), encoding="utf-8")
+    r = CliRunner().invoke(app, ["provision", "--phone", second, "--holder", str(f), "--json"])
+    assert r.exit_code == 2, r.output
+    said = json.loads(r.output)["error"]
+    assert f"holder {holder} has live credentials on phone {first}" in said
+    assert f"mcred handover --phone {first} --to ID" in said
+    assert _holders(ctx) == [holder] and rows(ctx, second) == []
+    with ctx.sessions() as s:
+        data = s.get(Holder, holder).data
+    assert (data["given_name"], data["address"]) == ("太郎 一", "東京都千代田区千代田1-1 コーポ101")
+    # another person is not: a long vowel mark in a name's kana is a letter of it
+    other = _cli_provisioned(ctx, tmp_path, "o", given_name="太郎 一", given_name_kana="たーろう",
+                             address="東京都千代田区千代田1-1 コーポ101")
+    assert other and len(_holders(ctx)) == 2
+
+
 def test_a_registered_holder_without_live_credentials_is_provisioned_again_as_themselves(ctx, tmp_path):
     """The same person provisioned again once nothing of theirs is live (the phone revoked,
     lost for good) is the registered holder, not a new one; another person is a new one;
