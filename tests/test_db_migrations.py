@@ -94,7 +94,7 @@ def test_the_expiry_index_comes_and_goes_with_its_migration(db_url):
     engine.dispose()
     assert set(indexes()) == before - {"ix_credential_expiry"}
     applied, newest = schema_status(engine)
-    assert "i0013wflease" in applied and "i0017invalid" in newest and applied != newest
+    assert "i0013wflease" in applied and "i0018idnorm" in newest and applied != newest
     migrate(engine)
     assert indexes()["ix_credential_expiry"] == ["kind", "not_after"]
     assert schema_status(engine)[0] == schema_status(engine)[1]
@@ -201,4 +201,55 @@ def test_credentials_revoked_from_a_hold_before_invalidity_dates_get_the_holds_t
                    "revoked_valid": None, "still_held": None}
     (ix,) = [ix for ix in sa.inspect(engine).get_indexes("credentials") if ix["name"] == "ix_credential_expiry"]
     assert "'valid'" in str(ix["dialect_options"][f"{engine.dialect.name}_where"])
+    engine.dispose()
+
+
+def test_holder_identities_are_recomputed_normalised_and_a_later_same_person_loses_its(db_url):
+    """i0018idnorm recomputes holders.identity in the normalised form (``identity_text``):
+    a person registered once with full-width digits, hyphen and space in the address and a
+    full-width space in a name, and once more plainly, were two identities; now the older
+    record keeps the (new) identity and the later one has none, even where the later one's
+    old identity is the very value the older one gets (no update meets the unique index).
+    Another person keeps theirs; a holder without one (by card number) stays without. The
+    downgrade gives back the identities of the text as stored."""
+    import hashlib
+    import json
+
+    from alembic import command
+
+    from issuer.holders import identity_of
+    from mcred.db import _alembic_config
+
+    def as_stored(data: dict) -> str:  # the identity before i0018idnorm
+        values = [data[k] for k in ("family_name", "given_name", "family_name_kana", "given_name_kana",
+                                    "birth_date", "sex", "address", "prefecture", "municipality")]
+        return hashlib.sha256(json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
+
+    plain = {"family_name": "山田", "given_name": "太郎 一", "family_name_kana": "やまだ",
+             "given_name_kana": "たろう", "birth_date": "1990-04-01", "sex": 1,
+             "address": "東京都千代田区千代田1-1 コーポ101", "prefecture": "東京都", "municipality": "千代田区"}
+    wide = dict(plain, given_name="太郎\u3000一", address="東京都千代田区千代田\uff11\uff0d\uff11\u3000コーポ\uff11\uff10\uff11")
+    other = dict(plain, given_name="次郎")
+    assert as_stored(plain) == identity_of(plain) != as_stored(wide)
+    engine = make_engine(db_url)
+    migrate(engine)
+    command.downgrade(_alembic_config(engine), "i0017invalid")
+    with engine.begin() as conn:
+        for hid, data, identity, day in (("wide", wide, as_stored(wide), 1), ("plain", plain, as_stored(plain), 2),
+                                         ("other", other, as_stored(other), 3), ("card", plain, None, 4)):
+            conn.execute(sa.text("INSERT INTO holders (id, data, card_number, card_expiry, created_at, identity) "
+                                 "VALUES (:i, :d, :c, '2030-01-01', :t, :n)"),
+                         {"i": hid, "d": json.dumps(data), "c": hid, "t": f"2026-12-0{day} 00:00:00", "n": identity})
+    engine.dispose()
+    migrate(engine)
+    with engine.connect() as conn:
+        got = dict(conn.execute(sa.text("SELECT id, identity FROM holders")).all())
+        stored = conn.execute(sa.text("SELECT data FROM holders WHERE id = 'wide'")).scalar_one()
+    assert got == {"wide": identity_of(plain), "plain": None, "other": identity_of(other), "card": None}
+    assert (json.loads(stored) if isinstance(stored, str) else stored) == wide  # its text as given
+    command.downgrade(_alembic_config(engine), "i0017invalid")
+    engine.dispose()
+    with engine.connect() as conn:
+        got = dict(conn.execute(sa.text("SELECT id, identity FROM holders")).all())
+    assert got == {"wide": as_stored(wide), "plain": None, "other": as_stored(other), "card": None}
     engine.dispose()
