@@ -11,6 +11,7 @@ Revises: i0015iacagen
 Create Date: 2026-12-08 07:00:00
 """
 
+import hashlib
 import json
 
 import sqlalchemy as sa
@@ -22,8 +23,18 @@ branch_labels = None
 depends_on = None
 
 
+def identity_of(data: dict) -> str:
+    """The identity as this revision defined it, frozen here: SHA-256 hex of the identity
+    fields' text as stored, in a canonical JSON (i0018idnorm normalises it later)."""
+    fields = ("family_name", "given_name", "family_name_kana", "given_name_kana", "birth_date",
+              "sex", "address", "prefecture", "municipality")
+    values = [data[k] for k in fields]
+    values[fields.index("sex")] = int(values[fields.index("sex")])
+    return hashlib.sha256(json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
+
+
 def upgrade() -> None:
-    from issuer.holders import identity_of, is_erased
+    from issuer.holders import is_erased
 
     with op.batch_alter_table("holders") as batch:
         batch.add_column(sa.Column("identity", sa.String(64), nullable=True))

@@ -17,6 +17,8 @@ Create Date: 2026-12-10 07:00:00
 import hashlib
 import json
 import logging
+import re
+import unicodedata
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -72,10 +74,31 @@ def _recompute(identity: Callable[[dict], str]) -> None:
             conn.execute(sa.text("UPDATE holders SET identity = :i WHERE id = :h"), {"i": new, "h": holder_id})
 
 
-def upgrade() -> None:
-    from issuer.holders import identity_of
+# The normalised form as this revision defines it, frozen here (``issuer.holders.identity_text``
+# may change later; what this migration computes must not).
+_DASHES = re.compile("[\u2010-\u2015\u2043\u2212\u2500\u2501]")
+_DIGIT_CHOON = re.compile("(?<=[0-9])\u30FC(?=[0-9])")
+_SPACES = re.compile(r"\s+")
+_PLACE_FIELDS = frozenset({"address", "prefecture", "municipality"})
 
-    _recompute(identity_of)
+
+def _text(field: str, value: str) -> str:
+    text = _DASHES.sub("-", unicodedata.normalize("NFKC", value))
+    if field in _PLACE_FIELDS:
+        text = _DIGIT_CHOON.sub("-", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def _normalised(data: dict) -> str:
+    """The identity of this revision: the identity fields' text in :func:`_text`'s form."""
+    values = [_text(k, data[k]) if isinstance(data[k], str) else data[k] for k in _FIELDS]
+    values[_FIELDS.index("sex")] = int(values[_FIELDS.index("sex")])
+    text = json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def upgrade() -> None:
+    _recompute(_normalised)
 
 
 def downgrade() -> None:
