@@ -217,13 +217,28 @@ def test_doctor_names_the_staged_iaca_in_the_current_ones_last_months(home):
     assert _mdoc_iaca(ctx).ok and "mdoc-iaca-2 staged" in _mdoc_iaca(ctx).detail
 
 
-def test_two_operators_staging_at_once_make_one_staged_iaca(world):  # noqa: F811
-    """Both compute the same next generation; one records it, the other's insert fails, its
-    transaction runs again and finds the IACA staged: refused, nothing else made."""
+def test_two_operators_staging_at_once_make_one_staged_iaca(world, monkeypatch):  # noqa: F811
+    """The second staging waits for the first (the IACA rows locked: FOR UPDATE on
+    PostgreSQL, the write lock taken first on SQLite) and finds the IACA staged: refused,
+    nothing else made. The window between reading "nothing staged" and making the next
+    generation is widened here; without the lock both read "nothing staged" and the second
+    made a generation further (seen once in CI on SQLite, whose driver reads outside any
+    transaction until the first write)."""
     import threading
+    import time
+
+    from issuer.mdoc.pki import MdocPki
 
     svc, _sessions, _clock, _client = world
     svc.setup()
+    read = MdocPki.staged_iaca
+
+    def slow(self, session, now):  # noqa: ANN001, ANN202
+        found = read(self, session, now)
+        time.sleep(0.3)
+        return found
+
+    monkeypatch.setattr(MdocPki, "staged_iaca", slow)
     barrier = threading.Barrier(2)
     out: list[object] = []
 

@@ -292,7 +292,13 @@ class MdocPki:
     def lock_iacas(self, session: Session) -> None:
         """Take the IACA rows (PostgreSQL: ``FOR UPDATE``) and read them afresh: a staging or
         rollover decides on what the one before it committed (a second staging is refused,
-        not made a generation further), SQLite's single writer does the same by itself."""
+        not made a generation further). On SQLite, whose driver runs a SELECT outside any
+        transaction until the first write, a write that changes nothing comes first: it takes
+        the database's write lock, so the second staging waits for the first to commit and
+        then reads it (without it, both read "nothing staged" and made two generations)."""
+        if session.get_bind().dialect.name == "sqlite":
+            session.execute(update(IssuerKey).where(IssuerKey.purpose == PURPOSE_IACA)
+                            .values(active=IssuerKey.active).execution_options(synchronize_session=False))
         session.scalars(select(IssuerKey).where(IssuerKey.purpose == PURPOSE_IACA)
                         .with_for_update().execution_options(populate_existing=True)).all()
 
