@@ -46,7 +46,9 @@ CONTENT = "委任状 2026-12-09".encode()
 def world(tmp_path_factory):
     from test_rp_http import served_installation
 
-    with served_installation(tmp_path_factory, HOLDER, PASSWORD) as w:
+    # a phone for each test (the tests revoke what they test, in either order): the lost
+    # phone's is the P-384 one, the compromised key's the RSA-2048 one (another person's)
+    with served_installation(tmp_path_factory, HOLDER, PASSWORD, key_types=("p384", "rsa2048")) as w:
         (w["files"] / "doc.txt").write_bytes(CONTENT)
         yield {**w, "phone": w["phones"]["p384"]}
 
@@ -153,6 +155,7 @@ def test_a_signature_time_stamped_after_a_given_compromise_time_is_refused(world
     later when the key was exposed): the signing certificate is revoked now, invalid since T;
     a signature time-stamped after T is refused, one before it passes as revoked after
     signing. Without --invalid-since both passed (revoked after signing)."""
+    world = {**world, "phone": world["phones"]["rsa2048"]}  # not the lost phone's test's
     before = _sign(world, "kc-before.p7s")
     cert = verify_detached_signature(before, CONTENT).signer_certificate
     time.sleep(CLEAR_OF_STAMP_SECONDS)
