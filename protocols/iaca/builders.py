@@ -148,6 +148,29 @@ def _leaf(public_key: ec.EllipticCurvePublicKey, issuer: x509.Name, subject: x50
     )
 
 
+def _issued_by(public_key: ec.EllipticCurvePublicKey, ca: x509.Certificate, ca_name: str, what: str,
+               common_name: str, not_before: dt.datetime, not_after: dt.datetime, limit: dt.timedelta,
+               organization: str | None, serial_number: int | None,
+               eku: x509.ObjectIdentifier) -> x509.CertificateBuilder:
+    """A :func:`_leaf` under a CA that is not an IACA (a reader CA, a VICAL CA): validity
+    within the CA's and at most ``limit``, AKI from the CA's SKI, subject C the CA's (JP when
+    it names none) + CN."""
+    _check_key(public_key, what)
+    start, end = _window(not_before, not_after, limit, what)
+    if start < ca.not_valid_before_utc or end > ca.not_valid_after_utc:
+        raise IacaProfileError(
+            f"{what}: validity {start}..{end} is not within the {ca_name}'s "
+            f"{ca.not_valid_before_utc}..{ca.not_valid_after_utc}"
+        )
+    try:
+        ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        raise IacaProfileError(f"{what}: the {ca_name} certificate has no subjectKeyIdentifier") from None
+    countries = ca.subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)
+    subject = _name(str(countries[0].value) if countries else "JP", common_name, organization, None)
+    return _leaf(public_key, ca.subject, subject, start, end, serial_number, eku, ski)
+
+
 def _check_key(public_key: object, what: str) -> ec.EllipticCurvePublicKey:
     if not isinstance(public_key, ec.EllipticCurvePublicKey):
         raise IacaProfileError(f"{what}: Annex B needs an EC public key, got {type(public_key).__name__}")
@@ -293,20 +316,8 @@ def reader_auth_builder(
     """A reader authentication certificate (Annex B.1.7) issued by ``reader_ca``: what a
     reader signs readerAuth, readerAuthAll and OpenID4VP request objects with."""
     what = "reader certificate"
-    _check_key(public_key, what)
-    start, end = _window(not_before, not_after, READER_MAX_VALIDITY, what)
-    if start < reader_ca.not_valid_before_utc or end > reader_ca.not_valid_after_utc:
-        raise IacaProfileError(
-            f"{what}: validity {start}..{end} is not within the reader CA's "
-            f"{reader_ca.not_valid_before_utc}..{reader_ca.not_valid_after_utc}"
-        )
-    try:
-        ski = reader_ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    except x509.ExtensionNotFound:
-        raise IacaProfileError(f"{what}: the reader CA certificate has no subjectKeyIdentifier") from None
-    countries = reader_ca.subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)
-    subject = _name(str(countries[0].value) if countries else "JP", common_name, organization, None)
-    builder = _leaf(public_key, reader_ca.subject, subject, start, end, serial_number, EKU_MDL_READER_AUTH, ski)
+    builder = _issued_by(public_key, reader_ca, "reader CA", what, common_name, not_before, not_after,
+                         READER_MAX_VALIDITY, organization, serial_number, EKU_MDL_READER_AUTH)
     if dns_names:
         try:
             builder = builder.add_extension(
@@ -345,18 +356,5 @@ def vical_signer_builder(
 ) -> x509.CertificateBuilder:
     """A VICAL signer certificate (Annex C.1.7.2: extKeyUsage 1.0.18013.5.1.8) issued by
     ``vical_ca``: what signs the COSE_Sign1 of a VICAL."""
-    what = "VICAL signer"
-    _check_key(public_key, what)
-    start, end = _window(not_before, not_after, DS_MAX_VALIDITY, what)
-    if start < vical_ca.not_valid_before_utc or end > vical_ca.not_valid_after_utc:
-        raise IacaProfileError(
-            f"{what}: validity {start}..{end} is not within the VICAL CA's "
-            f"{vical_ca.not_valid_before_utc}..{vical_ca.not_valid_after_utc}"
-        )
-    try:
-        ski = vical_ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    except x509.ExtensionNotFound:
-        raise IacaProfileError(f"{what}: the VICAL CA certificate has no subjectKeyIdentifier") from None
-    countries = vical_ca.subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)
-    subject = _name(str(countries[0].value) if countries else "JP", common_name, organization, None)
-    return _leaf(public_key, vical_ca.subject, subject, start, end, serial_number, EKU_MDL_VICAL_SIGNER, ski)
+    return _issued_by(public_key, vical_ca, "VICAL CA", "VICAL signer", common_name, not_before, not_after,
+                      DS_MAX_VALIDITY, organization, serial_number, EKU_MDL_VICAL_SIGNER)
