@@ -439,37 +439,27 @@ def _mdoc_iaca(ctx, now=None) -> Finding:  # noqa: ANN001
     "The mdoc IACA")."""
     import datetime as dt
 
-    from cryptography import x509
-    from sqlalchemy import select
-
-    from issuer.db import IssuerKey
+    from issuer.mdoc.pki import PURPOSE_IACA
     from mcred.mdoc_flow import mdoc_service
 
     enables = "mdoc issuance (MSOs chain to the current IACA)"
+    now = now or dt.datetime.now(dt.UTC)
     try:
+        pki = mdoc_service(ctx).pki  # the installation's own (its margin); it makes nothing here
         with ctx.sessions() as s:
-            rows = s.scalars(select(IssuerKey).where(IssuerKey.purpose == "iaca")
-                             .order_by(IssuerKey.created_at, IssuerKey.label)).all()
-            current = next((r for r in reversed(rows) if r.active and r.revoked_at is None), None)
-            cert = x509.load_der_x509_certificate(current.certificate) if current is not None else None
+            rows = pki._rows(s, PURPOSE_IACA)
+            current = pki._active(s, PURPOSE_IACA)
+            cert = pki._cert(current) if current is not None else None
+            staged = pki.staged_iaca(s, now)  # while it can still be started
     except Exception as exc:  # noqa: BLE001 - reported (the database finding says why)
         return Finding("mdoc IACA", False, f"cannot read the registry: {type(exc).__name__}", enables,
                        "see the database finding")
     if cert is None:
         return Finding("mdoc IACA", True, "not made yet: made at the first mdoc issuance (or mcred export iaca)",
                        enables)
-    from issuer.mdoc.pki import generation
-
-    now = now or dt.datetime.now(dt.UTC)
-    # the installation's own margin (the service reads no keys and makes nothing to say it)
-    margin = mdoc_service(ctx).pki.config.rollover_margin
-    stops = cert.not_valid_after_utc - margin
+    stops = cert.not_valid_after_utc - pki.config.rollover_margin
     detail = (f"{current.label} valid until {cert.not_valid_after_utc.date().isoformat()}; "
               f"{len(rows)} generation(s)")
-    # staged while it can still be started (MdocPki.staged_iaca: not in its own last months)
-    staged = next((r for r in reversed(rows) if not r.active and r.revoked_at is None
-                   and generation(r.label) > generation(current.label)
-                   and now < x509.load_der_x509_certificate(r.certificate).not_valid_after_utc - margin), None)
     if staged is not None:
         detail += f"; {staged.label} staged (in the trust bundle) since {staged.created_at.date().isoformat()}"
     if stops - now < dt.timedelta(days=IACA_NOTICE_DAYS):
