@@ -1688,11 +1688,7 @@ def operator_router(ctx: Context) -> APIRouter:
 
         svc = mdoc_service(ctx)
         svc.setup()
-        r = svc.rollover(actor=_actor(request))
-        return {"label": r.iaca.label, "serial": format(r.iaca.certificate.serial_number, "x"),
-                "not_after": r.iaca.not_valid_after.isoformat(), "ds": r.ds.label,
-                "status_signer": r.status_signer.label,
-                "staged_since": r.staged_since.isoformat() if r.staged_since else None}
+        return svc.rollover(actor=_actor(request)).to_json()
 
     @router.post("/trust/iaca-stage", summary="Stage the next mdoc IACA generation: published in the "
                  "trust bundle (/trust/iaca.pem) at once, vouching for nothing until POST "
@@ -1703,10 +1699,7 @@ def operator_router(ctx: Context) -> APIRouter:
 
         svc = mdoc_service(ctx)
         svc.setup()
-        root = svc.stage_iaca(actor=_actor(request))
-        return {"label": root.label, "serial": format(root.certificate.serial_number, "x"),
-                "not_after": root.certificate.not_valid_after_utc.isoformat(),
-                "current": svc.iaca_label()}
+        return svc.stage(actor=_actor(request)).to_json()
 
     @router.post("/trust/kloc-rotation", summary="Replace the TSM's KLOC CA (SCP11a): a new CA "
                  "certifies the TSM's key, the old chain is kept for SEs that still name it",

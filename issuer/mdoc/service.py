@@ -59,6 +59,26 @@ class IacaRolloverResult:
     status_signer: ActiveKey
     staged_since: dt.datetime | None = None
 
+    def to_json(self) -> dict:
+        """The answer of ``mcred mdoc iaca rollover --json`` and POST /trust/iaca-rollover."""
+        return {"label": self.iaca.label, "serial": format(self.iaca.certificate.serial_number, "x"),
+                "not_after": self.iaca.not_valid_after.isoformat(), "ds": self.ds.label,
+                "status_signer": self.status_signer.label,
+                "staged_since": self.staged_since.isoformat() if self.staged_since else None}
+
+
+@dataclass(frozen=True)
+class IacaStageResult:
+    """An IACA staging: the staged IACA and the label of the IACA still current."""
+
+    iaca: ActiveKey
+    current: str
+
+    def to_json(self) -> dict:
+        """The answer of ``mcred mdoc iaca stage --json`` and POST /trust/iaca-stage."""
+        return {"label": self.iaca.label, "serial": format(self.iaca.certificate.serial_number, "x"),
+                "not_after": self.iaca.not_valid_after.isoformat(), "current": self.current}
+
 
 class MdocService:
     def __init__(
@@ -187,24 +207,24 @@ class MdocService:
         return run_transaction(self.sessions, work)
 
     def stage_iaca(self, *, actor: str = "issuer") -> ActiveKey:
-        """The next IACA generation made and published in the trust bundle without vouching
-        for anything yet (:meth:`MdocPki.stage_iaca`), audited as ``mdoc.iaca.stage``."""
+        """The next IACA generation, staged (:meth:`stage`)."""
+        return self.stage(actor=actor).iaca
 
-        def work(s: Session) -> ActiveKey:
+    def stage(self, *, actor: str = "issuer") -> IacaStageResult:
+        """The next IACA generation made and published in the trust bundle without vouching
+        for anything yet (:meth:`MdocPki.stage_iaca`), audited as ``mdoc.iaca.stage``; with
+        the IACA still current."""
+
+        def work(s: Session) -> IacaStageResult:
             self.pki.lock_iacas(s)
             current = self.pki._active(s, PURPOSE_IACA)
-            root = self.pki.stage_iaca(s, self.clock())
+            root = self.pki.stage_iaca(s, self.clock())  # refused when there is no current IACA
             s.add(AuditEvent(actor=actor, action="mdoc.iaca.stage", subject=root.label,
-                             detail={"current": current.label if current is not None else None,
-                                     "serial": format(root.certificate.serial_number, "x")}))
+                             detail={"current": current.label, "serial": format(root.certificate.serial_number, "x")}))
             s.flush()
-            return root
+            return IacaStageResult(root, current.label)
 
         return run_transaction(self.sessions, work)
-
-    def iaca_label(self) -> str:
-        """The current IACA's label (made when there is none)."""
-        return run_transaction(self.sessions, lambda s: self.pki.ensure_iaca(s, self.clock()).label)
 
     def staged_iaca(self) -> SignerInfo | None:
         """The staged next IACA generation, as operators see it, or None."""

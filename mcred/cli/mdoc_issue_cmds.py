@@ -622,11 +622,10 @@ def iaca_stage(as_json: bool = typer.Option(False, "--json")) -> None:
     svc = _mdoc_service()[1]
     svc.setup()
     try:
-        root = svc.stage_iaca(actor=cli_actor())
+        staged = svc.stage(actor=cli_actor())
     except IssuerMdocError as exc:  # one staged already, or no IACA yet: nothing was made
         raise _fail(str(exc), 2, as_json) from None
-    info = {"label": root.label, "serial": format(root.certificate.serial_number, "x"),
-            "not_after": root.certificate.not_valid_after_utc.isoformat(), "current": svc.iaca_label()}
+    root, info = staged.iaca, staged.to_json()
     if as_json:
         print(json.dumps(info, ensure_ascii=False))
         return
@@ -653,10 +652,7 @@ def iaca_rollover(as_json: bool = typer.Option(False, "--json")) -> None:
     except IssuerMdocError as exc:  # e.g. a staged IACA itself in its last months: nothing was started
         raise _fail(str(exc), 2, as_json) from None
     root, ds, status = r.iaca, r.ds, r.status_signer
-    info = {"label": root.label, "serial": format(root.certificate.serial_number, "x"),
-            "not_after": root.certificate.not_valid_after_utc.isoformat(), "ds": ds.label,
-            "status_signer": status.label,
-            "staged_since": r.staged_since.isoformat() if r.staged_since else None}
+    info = r.to_json()
     if as_json:
         print(json.dumps(info, ensure_ascii=False))
         return
