@@ -117,6 +117,13 @@ def _shorten_ttl(registry: Any, ttl: int) -> Callable[[], None]:  # noqa: ANN401
     return release
 
 
+def verdict_of(reader: Any, response: bytes, st: mdoc.SessionTranscript) -> tuple[bool, str]:
+    """``reader``'s verdict on a presentation: valid, and its failed checks said (or VALID)."""
+    r = reader.verify(response, session_transcript=st)
+    failed = [c for c in r.checks if not c.passed]
+    return r.valid, "; ".join(f"{c.name}: {c.reason}" for c in failed) or "VALID"
+
+
 class Env:
     """One installation with its issuer HTTP app, one reader and one relying party."""
 
@@ -391,9 +398,7 @@ class Env:
 
     def reader_verdict(self, response: bytes, st: mdoc.SessionTranscript, *,
                        ds_crl: bool = False) -> tuple[bool, str]:
-        r = (self.ds_reader if ds_crl else self.reader).verify(response, session_transcript=st)
-        failed = [c for c in r.checks if not c.passed]
-        return r.valid, "; ".join(f"{c.name}: {c.reason}" for c in failed) or "VALID"
+        return verdict_of(self.ds_reader if ds_crl else self.reader, response, st)
 
     def reader_status_said(self, response: bytes, st: mdoc.SessionTranscript) -> str:
         """What the reader's status checks say of a presentation, passed or not: which list
@@ -1129,10 +1134,6 @@ def _iaca_rollover(env: Env, report: DrillReport, workers: int,
         trust.import_vical(env.http.get("/trust/vical").content, vical_anchors=cas, now=dt.datetime.now(dt.UTC))
         return ReaderPipeline(trust, status=StatusListCache(HttpxFetcher(client=env.http)))
 
-    def verdict(reader: Any, response: bytes, st: Any) -> tuple[bool, str]:
-        r = reader.verify(response, session_transcript=st)
-        return r.valid, "; ".join(f"{c.name}: {c.reason}" for c in r.checks if not c.passed) or "VALID"
-
     def setup(i: int) -> tuple[SubjectReport, ProvisionResult, tuple[bytes, Any]]:
         rep = SubjectReport(phone="")
         r = _new_subject(env, rep, i, "iaca")
@@ -1162,14 +1163,14 @@ def _iaca_rollover(env: Env, report: DrillReport, workers: int,
     def recover(item: tuple[SubjectReport, ProvisionResult, tuple[bytes, Any]]) -> None:
         rep, r, (captured, captured_st) = item
         try:
-            ok, why = verdict(late, captured, captured_st)
+            ok, why = verdict_of(late, captured, captured_st)
             _require(ok, f"{r.phone_id}: its mdoc of the older IACA refused after the rollover: {why}")
             done = rep.timed("refresh mdocs", lambda: refresh_mdocs(env.ctx, r.phone_id, actor="drill"))
             response, st = env.present(r.phone_id)
-            ok, why = verdict(late, response, st)
+            ok, why = verdict_of(late, response, st)
             _require(ok, f"{r.phone_id}: its mdoc of the new IACA refused by a reader that took the VICAL "
                          f"after the staging: {why}")
-            ok, stale = verdict(early, response, st)
+            ok, stale = verdict_of(early, response, st)
             _require(not ok and "issuer_certificate_chain" in stale,
                      f"{r.phone_id}: a reader that took the VICAL before the staging did not refuse the new "
                      f"IACA's mdoc on its chain: {stale}")
