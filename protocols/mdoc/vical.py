@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from protocols import cbor
+from protocols.certs import subject_key_id
 from protocols.cose import HEADER_X5CHAIN, CoseSigner, Sign1
 from protocols.mdoc.errors import MdocEncodeError
 
@@ -42,11 +43,10 @@ class VicalEntry:
         cert = self.certificate
         if not self.doc_types or not all(isinstance(d, str) and d for d in self.doc_types):
             raise MdocEncodeError("VICAL CertificateInfo: docType must be a non-empty list of text")
-        try:
-            ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-        except x509.ExtensionNotFound:
+        ski = subject_key_id(cert)
+        if ski is None:
             raise MdocEncodeError(f"VICAL CertificateInfo: certificate {cert.serial_number:x} has no "
-                                  "subjectKeyIdentifier (Annex B requires one of an IACA)") from None
+                                  "subjectKeyIdentifier (Annex B requires one of an IACA)")
         out: dict = {
             "certificate": cert.public_bytes(serialization.Encoding.DER),
             "serialNumber": cbor.CBORTag(2, cert.serial_number.to_bytes((cert.serial_number.bit_length() + 7) // 8 or 1,
