@@ -13,8 +13,10 @@ holder's control from then, and a signature time-stamped during the hold is refu
 relying party that reads it, where the revocation's own time alone passed it as made
 before. A released hold leaves none.
 
-Every call is idempotent (a held credential held again, a revoked one revoked again, a
-valid one released: nothing changes) and audited. Consumers derive their published status
+Every call is idempotent (a held credential held again, a revoked one revoked again with
+nothing more to say, a valid one released: nothing changes) and audited. A revoked one
+revoked again with keyCompromise, or with an earlier invalidity date, is amended
+(:func:`_amend`: the reason or date replaced, the revocation's time kept). Consumers derive their published status
 from the rows: the JPKI CRLs and OCSP (``issuer.jpki``: certificateHold -> on hold, others
 -> revoked with the reason), the mdoc status list (certificateHold -> SUSPENDED, others ->
 INVALID, release -> VALID); this module marks the affected CRL partitions stale and bumps
@@ -58,6 +60,8 @@ from issuer.db import AuditEvent, Credential, Phone, StatusList, utcnow
 from issuer.mdoc.txn import run_transaction
 
 HOLD = "certificateHold"
+#: The one reason a revocation already made is amended to (:func:`_amend`).
+KEY_COMPROMISE = "keyCompromise"
 #: Every reason accepted by :func:`revoke` (certificateHold = a hold).
 REASONS = ("keyCompromise", "affiliationChanged", "superseded", "cessationOfOperation", HOLD)
 _SNAKE = {"key_compromise": "keyCompromise", "affiliation_changed": "affiliationChanged",
@@ -123,6 +127,9 @@ class Change:
     before: str
     after: str
     reason: str | None
+    #: a credential revoked already whose revocation this call amended (:func:`_amend`): the
+    #: reason it had before (the same as ``reason`` when only its invalidity date moved)
+    amended_from: str | None = None
 
 
 def parse_reason(reason: str) -> str:
@@ -152,15 +159,17 @@ def mark_crl_stale(session: Session, kind: str, partition: str | None) -> None:
                     .values(stale=True))
 
 
-def _touch(session: Session, rows: Iterable[Credential]) -> None:
+def _touch(session: Session, rows: Iterable[Credential], *, crls_only: Iterable[Credential] = ()) -> None:
     """Mark the rows' CRLs stale and bump their status lists, each once, in one order for
     every transaction: the CRL caches by (kind, partition), then the lists by id. Taken in
     the order of a phone's credentials, two revocations in one partition (one phone's
     signing certificate older than its user-authentication one, the other's newer, as after
     a move) locked the same rows in opposite orders and PostgreSQL broke the deadlock by
-    failing one of them."""
+    failing one of them. ``crls_only``: rows whose CRL entry changed and status list bits did
+    not (an amended revocation, :func:`_amend`: an mdoc revoked stays INVALID whatever the
+    reason), whose CRLs are taken in the same pass."""
     rows = list(rows)
-    for kind, partition in sorted({(r.kind, r.partition) for r in rows if r.partition is not None}):
+    for kind, partition in sorted({(r.kind, r.partition) for r in [*rows, *crls_only] if r.partition is not None}):
         mark_crl_stale(session, kind, partition)
     for list_id in sorted({r.status_list_id for r in rows if r.status_list_id}):
         session.execute(update(StatusList).where(StatusList.id == list_id)
@@ -195,9 +204,16 @@ def _revoke_rows(session: Session, rows: Iterable[Credential], reason: str, *, a
     are taken in the same ordered pass (:func:`_touch`)."""
     changes: list[Change] = []
     touched = []
+    amended = []
     for row in rows:
         before = row.status
-        if before == "revoked" or (before == "hold" and reason == HOLD):
+        if before == "revoked":
+            change = _amend(session, row, reason, given_invalid_since, actor=actor, detail=detail)
+            if change is not None:
+                amended.append(row)
+                changes.append(change)
+            continue
+        if before == "hold" and reason == HOLD:
             continue
         row.status = "hold" if reason == HOLD else "revoked"
         # revoked for good while on hold: invalid since the hold (RFC 5280 5.3.2 invalidityDate)
@@ -217,8 +233,49 @@ def _revoke_rows(session: Session, rows: Iterable[Credential], reason: str, *, a
                                           if invalid_since is not None else {}),
                                        **({"invalid_since_given": given_invalid_since.isoformat()}
                                           if given_invalid_since is not None else {})}))
-    _touch(session, [*touched, *also_touch])
+    _touch(session, [*touched, *also_touch], crls_only=amended)
     return changes
+
+
+def _amend(session: Session, row: Credential, reason: str, given_invalid_since: dt.datetime | None, *,
+           actor: str, detail: dict[str, object]) -> Change | None:
+    """A credential revoked already, revoked again with ``reason``: its revocation amended
+    where what comes to light later says more, else left as it is (None).
+
+    * **keyCompromise** replaces any other reason (a lost phone, cessationOfOperation, later
+      found to have been used by whoever had it): RFC 5280 lets a CRL entry's reason change
+      in a later CRL, and the CA/Browser Forum's Baseline Requirements (4.9.1.1) and Mozilla's
+      root policy (6.1.1) ask a CA to update an entry to keyCompromise once it learns of one.
+      The other way never: a keyCompromise stays one, and another final reason asked of a
+      credential revoked already changes nothing (every revocation is idempotent).
+    * An **invalidity date** given earlier than the one recorded (or, with none, than the
+      revocation's time) replaces it: the key was out of the holder's control since then.
+      A later one says nothing new (the relying party judges by the earlier of the two).
+
+    The revocation's own time (``revoked_at``, the CRL entry's revocationDate) stays: it is
+    when the CA revoked, which no later knowledge moves. Audited as
+    ``credential.revoke.amend`` with what was and what is."""
+    new_reason = KEY_COMPROMISE if reason == KEY_COMPROMISE else row.reason
+    new_since = row.invalid_since
+    bound = row.invalid_since or row.revoked_at
+    if given_invalid_since is not None and (bound is None or given_invalid_since < bound):
+        new_since = given_invalid_since
+    if new_reason == row.reason and new_since == row.invalid_since:
+        return None
+    previous_reason, previous_since = row.reason, row.invalid_since
+    row.reason, row.invalid_since = new_reason, new_since
+    session.add(AuditEvent(actor=actor, action="credential.revoke.amend", subject=row.id,
+                           detail={"phone": row.phone_id, "kind": row.kind, "serial": row.serial,
+                                   "reason": new_reason, "previous_reason": previous_reason,
+                                   "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+                                   **detail,
+                                   **({"invalid_since": new_since.isoformat()} if new_since is not None else {}),
+                                   **({"previous_invalid_since": previous_since.isoformat()}
+                                      if previous_since is not None else {}),
+                                   **({"invalid_since_given": given_invalid_since.isoformat()}
+                                      if given_invalid_since is not None else {})}))
+    return Change(row.id, row.phone_id, row.kind, row.serial, row.partition, "revoked", "revoked",
+                  new_reason, amended_from=previous_reason)
 
 
 def revoke(sessions: sessionmaker[Session], phone_id: str, reason: str, credential: str = "all",

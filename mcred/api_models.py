@@ -169,6 +169,9 @@ class StatusChange(_Closed):
     before: str = Field(description="the status before: valid, hold, revoked")
     after: str
     reason: str | None
+    amended_from: str | None = Field(
+        None, description="a credential revoked already whose revocation this call amended (keyCompromise "
+        "replacing another reason, or an earlier invalidity date): the reason it had")
 
 
 class StatusChanges(_Closed):

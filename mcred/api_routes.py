@@ -1343,7 +1343,9 @@ def issuer_router(ctx: Context) -> APIRouter:
     def _changes(changes: list) -> dict[str, Any]:
         return {"changes": [{"credential_id": c.credential_id, "kind": c.kind,
                              "serial": c.serial, "before": c.before, "after": c.after,
-                             "reason": c.reason} for c in changes]}
+                             "reason": c.reason,
+                             **({"amended_from": c.amended_from} if c.amended_from else {})}
+                            for c in changes]}
 
     @router.post("/revocations", summary="Revoke (or hold) a phone's credentials",
                  **typed(StatusChanges, _STATUS_REFUSALS))

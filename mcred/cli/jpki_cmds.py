@@ -799,11 +799,14 @@ def _changes(phone: str, changes: list) -> str:
     """What ``revoke`` or ``release`` did, as one JSON object: a change a credential."""
     return json.dumps({"phone": phone, "changes": [
         {"credential": c.credential_id, "kind": c.kind, "serial": c.serial, "partition": c.partition,
-         "before": c.before, "after": c.after, "reason": c.reason} for c in changes]}, ensure_ascii=False)
+         "before": c.before, "after": c.after, "reason": c.reason,
+         **({"amended_from": c.amended_from} if c.amended_from else {})} for c in changes]},
+        ensure_ascii=False)
 
 
 CHANGES_JSON = typer.Option(False, "--json", help="Print {\"phone\", \"changes\": [{\"credential\", \"kind\", "
-                            "\"serial\", \"partition\", \"before\", \"after\", \"reason\"}]} (none: nothing to change).")
+                            "\"serial\", \"partition\", \"before\", \"after\", \"reason\"[, \"amended_from\": the reason a "
+                            "revocation amended had]}]} (none: nothing to change).")
 
 
 def revoke(phone: str = typer.Option(..., "--phone"),
@@ -817,7 +820,9 @@ def revoke(phone: str = typer.Option(..., "--phone"),
                "any reason but certificateHold. A credential on hold keeps the earlier of it and the hold's time."),
            as_json: bool = CHANGES_JSON,
            ) -> None:
-    """Revoke (or hold, with certificateHold) a phone's credentials."""
+    """Revoke (or hold, with certificateHold) a phone's credentials. A credential revoked
+    already is amended, not revoked again: keyCompromise replaces its reason, and an
+    --invalid-since earlier than its recorded one replaces that (its revocation time stays)."""
     from issuer.revocation import InvalidSinceRefused, RevocationError
     from issuer.revocation import revoke as do_revoke
 
@@ -839,7 +844,11 @@ def revoke(phone: str = typer.Option(..., "--phone"),
         typer.echo(_changes(phone, changes))
         return
     for c in changes:
-        typer.echo(f"{c.kind} {c.serial or c.credential_id}: {c.before} -> {c.after} ({c.reason})")
+        if c.amended_from is not None:  # a revocation made already, amended (issuer.revocation._amend)
+            typer.echo(f"{c.kind} {c.serial or c.credential_id}: revoked ({c.amended_from}) -> revoked "
+                       f"({c.reason}), amended")
+        else:
+            typer.echo(f"{c.kind} {c.serial or c.credential_id}: {c.before} -> {c.after} ({c.reason})")
     if not changes:
         typer.echo("nothing to change")
 
