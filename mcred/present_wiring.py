@@ -205,8 +205,8 @@ class ReloadingVerifier:
         elif rebuild is not None:
             if failed:
                 raise ReaderServeError("; ".join(failed))
-            parts = rebuild(got, None)
-            self.current, self.vical = parts.pipeline, parts.vical
+            parts = rebuild(got, vical)
+            self.current, self.vical = parts.pipeline, parts.vical or vical
         else:
             self.current = build()
         self._checked = self._monotonic()
