@@ -14,9 +14,10 @@ import datetime as dt
 import json
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, NamedTuple
 
 from cryptography import x509
@@ -28,7 +29,7 @@ from reader.ds_crl import DsCrlCheck
 from reader.errors import ReaderSessionError
 from reader.pipeline import PipelineConfig, ReaderPipeline, StatusListCache
 from reader.session import DEFAULT_REQUEST, ReaderSession, RequestSpec
-from reader.trust import TrustStore
+from reader.trust import TrustStore, VicalImport
 from wallet_sim import app_dir, open_secure_element
 from wallet_sim.consent import ConsentPolicy
 from wallet_sim.reader_crls import ReaderCrlError, ReaderCrls
@@ -167,45 +168,77 @@ class ReloadingVerifier:
     again at the same pace, and taken when its bytes changed (a staged IACA, a rollover). The files are looked at (size and mtime) at most every
     :attr:`check_every` seconds, on a verification; a new pipeline starts with empty caches.
     A file that cannot be read or is no trust material keeps the pipeline as it was, and
-    :attr:`last_error` says why (the reader goes on with the trust it had, not with none)."""
+    :attr:`last_error` says why (the reader goes on with the trust it had, not with none).
+
+    ``build()`` gives the pipeline of the trust files as they are (fetching a VICAL URL
+    itself). ``rebuild(fetched, held)``, when given, is used instead: it builds from the
+    bytes of each VICAL URL fetched for the change check (``fetched``, URL -> bytes: one
+    fetch per look, and the bytes found changed are the bytes imported) and refuses, with a
+    :class:`ReaderServeError`, a VICAL that goes back from ``held``, the last one this
+    verifier took (:func:`reader.trust.check_vical_succession`). That memory is kept here,
+    not in a trust store, since every reload builds a new store: :attr:`vical` (``vical``:
+    that of ``initial``) outlives them. ``fetch`` fetches a VICAL URL (:func:`read_vical`);
+    ``fetched``: the bytes ``initial`` was built from, not fetched again."""
 
     def __init__(self, build: Callable[[], ReaderPipeline], files: Sequence[Path | str], *,
                  initial: ReaderPipeline | None = None, check_every: float = 30.0,
-                 monotonic: Callable[[], float] | None = None) -> None:
+                 monotonic: Callable[[], float] | None = None,
+                 rebuild: Callable[[Mapping[str, bytes], VicalImport | None], ReaderParts] | None = None,
+                 fetch: Callable[[str], bytes] | None = None, fetched: Mapping[str, bytes] | None = None,
+                 vical: VicalImport | None = None) -> None:
         import threading
         import time
 
         self._build = build
+        self._rebuild = rebuild
+        self._fetch = fetch or read_vical
         #: paths, and URLs (a ``--vical`` an issuer publishes) kept as text
         self._files: list[Path | str] = [f if isinstance(f, str) and is_url(f) else Path(f) for f in files]
         self.check_every = check_every
         self._monotonic = monotonic or time.monotonic
         self._lock = threading.Lock()
-        self._stamps = self._stat()
-        self.current = initial if initial is not None else build()
+        self._stamps, got, failed = self._look(fetched or {})
+        #: the last VICAL taken (provider, issue ID, date, content): a later one may not go back from it
+        self.vical = vical
+        if initial is not None:
+            self.current = initial
+        elif rebuild is not None:
+            if failed:
+                raise ReaderServeError("; ".join(failed))
+            parts = rebuild(got, vical)
+            self.current, self.vical = parts.pipeline, parts.vical or vical
+        else:
+            self.current = build()
         self._checked = self._monotonic()
         self.reloads = 0
         self.last_error: str | None = None
         #: the thread fetching a VICAL URL, while one is (None before the first)
         self.refresher = None
 
-    def _stat(self) -> tuple:
+    def _look(self, known: Mapping[str, bytes] = MappingProxyType({})) -> tuple[tuple, dict[str, bytes], list[str]]:
+        """The files' stamps (a VICAL URL's: its bytes' hash; None: unreadable), the bytes of
+        each VICAL URL (fetched once, unless ``known``), and why a fetch failed."""
         import hashlib
 
         out: list = []
+        fetched: dict[str, bytes] = {}
+        failed: list[str] = []
         for f in self._files:
             if isinstance(f, str):  # a VICAL URL: fetched again, known by its bytes
                 try:
-                    out.append(hashlib.sha256(read_vical(f)).digest())
-                except (OSError, ValueError):
+                    fetched[f] = known[f] if f in known else self._fetch(f)
+                except (OSError, ValueError) as exc:
                     out.append(None)
+                    failed.append(str(exc))
+                else:
+                    out.append(hashlib.sha256(fetched[f]).digest())
                 continue
             try:
                 st = f.stat()
                 out.append((st.st_mtime_ns, st.st_size, st.st_ino))
             except OSError:
                 out.append(None)
-        return tuple(out)
+        return tuple(out), fetched, failed
 
     def fresh(self) -> ReaderPipeline:
         """The pipeline of the trust files as they are (looked at every ``check_every`` s).
@@ -230,18 +263,28 @@ class ReloadingVerifier:
         return self.current
 
     def _reload(self) -> None:
-        """Look at the trust files; build the pipeline again when one changed."""
-        stamps = self._stat()
+        """Look at the trust files; build the pipeline again when one changed, from the
+        VICAL bytes this look fetched."""
+        stamps, fetched, failed = self._look()
         if stamps == self._stamps:
             return
         self._stamps = stamps
+        vical = None
         try:
-            built = self._build()
+            if failed:  # the issuer did not answer: not fetched again, nothing to build from
+                raise ReaderServeError("; ".join(failed))
+            if self._rebuild is None:
+                built = self._build()
+            else:
+                parts = self._rebuild(fetched, self.vical)
+                built, vical = parts.pipeline, parts.vical
         except ReaderServeError as exc:
             self.last_error = f"trust files changed but were not taken: {exc}"
             logging.getLogger("mcred.reader").warning("%s", self.last_error)
         else:
             self.current = built
+            if vical is not None:
+                self.vical = vical
             self.reloads += 1
             self.last_error = None
             logging.getLogger("mcred.reader").info(
@@ -269,6 +312,8 @@ class ReaderParts(NamedTuple):
     reader_chain: list[bytes]
     jpki_roots: list
     reader_auth_all: bool = False
+    #: the VICAL imported (``--vical``), None without one
+    vical: VicalImport | None = None
 
 
 @dataclass(frozen=True)
@@ -329,10 +374,13 @@ class ReaderServeConfig:
         m = json.loads(text)
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in m.items()})
 
-    def parts(self) -> ReaderParts:
-        """The pipeline, the request, readerAuth's signer and chain, and the JPKI roots, as
-        every reader of these settings uses them (the service, and a tap over NFC). Raises
-        :class:`ReaderServeError` naming what is wrong."""
+    def parts(self, *, vical_bytes: bytes | None = None, held_vical: VicalImport | None = None) -> ReaderParts:
+        """The pipeline, the request, readerAuth's signer and chain, the JPKI roots and the
+        VICAL imported, as every reader of these settings uses them (the service, and a tap
+        over NFC). ``vical_bytes``: the ``--vical`` already read or fetched (not read again);
+        ``held_vical``: the VICAL the reader took before, which this one may not go back from
+        (:func:`reader.trust.check_vical_succession`). Raises :class:`ReaderServeError`
+        naming what is wrong."""
         from reader.trust import TrustError
 
         for name, value, most in (("--skew", self.skew, _DAY), ("--max-offline-age", self.max_offline_age, _YEAR),
@@ -346,9 +394,11 @@ class ReaderServeConfig:
                                    "(the default request asks for the card substitute's)")
         try:
             store = TrustStore.from_pem_files([Path(p) for p in self.trust])
+            vical = None
             if self.vical is not None:
                 anchors = pem_certificates(self.vical_trust)
-                store.import_vical(read_vical(self.vical), vical_anchors=anchors, now=dt.datetime.now(dt.UTC))
+                data = read_vical(self.vical) if vical_bytes is None else vical_bytes
+                vical = store.import_vical(data, vical_anchors=anchors, now=dt.datetime.now(dt.UTC), held=held_vical)
             spec = RequestSpec.parse(self.doctype, list(self.request)) if self.request else DEFAULT_REQUEST
             spec = self._second_edition(spec, store)
             signer, chain = None, []
@@ -377,7 +427,7 @@ class ReaderServeConfig:
                                    skew=dt.timedelta(seconds=self.skew), require_status=self.require_status,
                                    ds_crl=(not self.offline) if self.ds_crl is None else self.ds_crl,
                                    ds_crl_max_age=dt.timedelta(seconds=self.ds_crl_max_age))
-        return ReaderParts(pipeline, spec, signer, chain, rp_roots, self.reader_auth_all)
+        return ReaderParts(pipeline, spec, signer, chain, rp_roots, self.reader_auth_all, vical)
 
     def _second_edition(self, spec: RequestSpec, store: TrustStore) -> RequestSpec:
         """``spec`` with the second edition's requestInfo these settings ask for."""
@@ -409,12 +459,22 @@ class ReaderServeConfig:
         from reader.http import ReaderService  # the service's stack: the web framework
         from reader.relying_party import RelyingPartyService, load_roots
 
-        parts = self.parts()
+        fetched: dict[str, bytes] = {}
+        if self.vical is not None and is_url(self.vical):  # fetched once: what is built and what is watched
+            try:
+                fetched[self.vical] = read_vical(self.vical)
+            except ValueError as exc:
+                raise ReaderServeError(str(exc)) from exc
+        parts = self.parts(vical_bytes=fetched.get(self.vical or ""))
         pipeline, spec, signer, chain, rp_roots = parts[:5]
         store = pipeline.trust
         files = [*self.trust, *([self.vical] if self.vical else []), *self.vical_trust]
         if files:  # trust files put in place while it runs are taken (ReloadingVerifier)
-            pipeline = ReloadingVerifier(lambda: self.parts().pipeline, files, initial=pipeline)
+            def rebuild(got: Mapping[str, bytes], held: VicalImport | None) -> ReaderParts:
+                return self.parts(vical_bytes=got.get(self.vical or ""), held_vical=held)
+
+            pipeline = ReloadingVerifier(lambda: self.parts().pipeline, files, initial=pipeline, rebuild=rebuild,
+                                         fetched=fetched, vical=parts.vical)
         engine = None
         if self.db is not None:
             from mcred.db import make_engine, migrate

@@ -11,8 +11,10 @@ the docTypes its CertificateInfo lists; PEM anchors are trusted for every docTyp
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +78,37 @@ class VicalImport:
     issue_id: int | None
     imported: int
     skipped: tuple[str, ...] = field(default=())
+    #: SHA-256 of the signed payload: the VICAL's content, however often it was signed (b"":
+    #: not known); what tells two VICALs that claim one issue ID apart (:func:`check_vical_succession`)
+    digest: bytes = b""
+
+
+def check_vical_succession(held: VicalImport | None, new: VicalImport) -> None:
+    """Refuse a VICAL that goes back from ``held``, the last one a reader took from the same
+    vicalProvider: a replayed VICAL, still before its nextUpdate and validly signed, may list
+    an IACA its provider has since dropped. From the same provider, ``new`` must have a
+    vicalIssueID at least ``held``'s (when both have one; else a ``date`` at least ``held``'s),
+    and one equal must be the same VICAL (the same payload): an issue ID (or, without one, a
+    date) names one VICAL. Nothing held, or another provider: taken (nothing to go back from).
+
+    The rule is here, with the reading of a VICAL; the memory of ``held`` is not: a store
+    is built afresh on every reload of a reader's trust and knows nothing of the stores
+    before it, so whatever outlives them (mcred.present_wiring.ReloadingVerifier) keeps
+    the last VICAL it took and hands it to :meth:`TrustStore.import_vical`.
+    Raises :class:`TrustError` naming both VICALs."""
+    if held is None or held.provider != new.provider:
+        return
+    if held.issue_id is not None and new.issue_id is not None:
+        what, old, got = "vicalIssueID", held.issue_id, new.issue_id
+    else:
+        what, old, got = "date", held.date, new.date
+    show = (lambda v: v.isoformat()) if what == "date" else str
+    if got < old:
+        raise TrustError(f"VICAL refused: {new.provider!r} {what} {show(got)} goes back from {show(old)}, "
+                         f"that of the VICAL held (an older VICAL replayed)")
+    if got == old and held.digest and new.digest != held.digest:
+        raise TrustError(f"VICAL refused: {new.provider!r} {what} {show(got)} is that of the VICAL held "
+                         "but its content differs (one issue names one VICAL)")
 
 
 class TrustStore:
@@ -130,8 +163,11 @@ class TrustStore:
         *,
         vical_anchors: Sequence[x509.Certificate],
         now: dt.datetime,
+        held: VicalImport | None = None,
     ) -> VicalImport:
-        """Verify a VICAL (signer chain to ``vical_anchors``, COSE signature) and add its IACAs."""
+        """Verify a VICAL (signer chain to ``vical_anchors``, COSE signature) and add its IACAs.
+        ``held``: the VICAL the caller took before (:func:`check_vical_succession`); one that
+        goes back from it is refused before any of its IACAs is added."""
         try:
             value = cbor.loads(data)
             message = Sign1.decode(value)
@@ -155,6 +191,10 @@ class TrustStore:
         next_update = vical.get("nextUpdate")
         if isinstance(next_update, dt.datetime) and next_update < now:
             raise TrustError(f"VICAL: nextUpdate {next_update.isoformat()} has passed")
+        issue_id = vical.get("vicalIssueID")
+        taken = VicalImport(provider, date, issue_id if type(issue_id) is int else None,  # not a bool
+                            0, (), hashlib.sha256(message.payload).digest())
+        check_vical_succession(held, taken)
         imported, skipped = 0, []
         for n, info in enumerate(vical["certificateInfos"]):
             where = f"certificateInfos[{n}]"
@@ -173,9 +213,7 @@ class TrustStore:
                 continue
             self.add(TrustAnchor(cert, frozenset(doc_types), f"VICAL {provider}"))
             imported += 1
-        issue_id = vical.get("vicalIssueID")
-        return VicalImport(provider, date, issue_id if type(issue_id) is int else None,  # not a bool
-                           imported, tuple(skipped))
+        return dataclasses.replace(taken, imported=imported, skipped=tuple(skipped))
 
     # -- reading -----------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ DeviceResponse plaintext, HTTP bodies), and its trust store imports a signed VIC
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 from cryptography import x509
@@ -24,7 +25,7 @@ from protocols.mdoc import DisclosedDocument, SessionData, VerificationResult
 from reader.errors import ReaderSessionError
 from reader.http import ReaderService
 from reader.session import ReaderSession, RequestSpec
-from reader.trust import TrustError, TrustStore
+from reader.trust import TrustError, TrustStore, VicalImport, check_vical_succession
 from wallet_sim.consent import RulesConsent
 from wallet_sim.engagement import Engagement
 from wallet_sim.wallet import Wallet
@@ -266,6 +267,52 @@ def test_vical_entries_without_a_certificate_or_a_doctype_list_are_skipped_by_na
     assert imported.issue_id is None  # a bool is no uint
     assert imported.skipped == ("certificateInfos[0]: no certificate", "certificateInfos[1]: no certificate",
                                 *(f"certificateInfos[{n}]: docType must be a non-empty list of text" for n in (2, 3, 4)))
+
+
+_LATER = T0 + dt.timedelta(days=1)
+
+
+@pytest.mark.parametrize(("held", "new", "why"), [
+    (None, VicalImport("P", T0, 5, 1, (), b"a"), None),  # the first is taken
+    (VicalImport("P", T0, 5, 1, (), b"a"), VicalImport("P", _LATER, 6, 1, (), b"b"), None),  # newer
+    (VicalImport("P", T0, 5, 1, (), b"a"), VicalImport("P", T0, 5, 1, (), b"a"), None),  # the same again
+    (VicalImport("P", T0, 5, 1, (), b"a"), VicalImport("Q", T0, 1, 1, (), b"b"), None),  # another provider's
+    (VicalImport("P", T0, 5, 1, (), b"a"), VicalImport("P", _LATER, 4, 1, (), b"b"),
+     "'P' vicalIssueID 4 goes back from 5, that of the VICAL held"),  # the issue ID rules, not the date
+    (VicalImport("P", T0, 5, 1, (), b"a"), VicalImport("P", T0, 5, 1, (), b"b"),
+     "'P' vicalIssueID 5 is that of the VICAL held but its content differs"),
+    (VicalImport("P", _LATER, None, 1, (), b"a"), VicalImport("P", T0, None, 1, (), b"b"),
+     f"'P' date {T0.isoformat()} goes back from {_LATER.isoformat()}"),  # no issue IDs: the dates
+    (VicalImport("P", _LATER, 5, 1, (), b"a"), VicalImport("P", T0, None, 1, (), b"b"), "date"),
+    (VicalImport("P", T0, None, 1, (), b"a"), VicalImport("P", T0, None, 1, (), b"b"), "content differs"),
+    (VicalImport("P", T0, None, 1, (), b"a"), VicalImport("P", _LATER, None, 1, (), b"b"), None),
+])
+def test_a_vical_that_goes_back_from_the_one_held_is_refused(held, new, why):
+    """A replayed VICAL, validly signed and before its nextUpdate, may list an IACA its
+    provider has since dropped: from the provider of the VICAL held, a lower vicalIssueID
+    (without issue IDs: an earlier date) is refused, and so is an equal one of other content."""
+    if why is None:
+        check_vical_succession(held, new)
+    else:
+        with pytest.raises(TrustError, match=re.escape(why)) as refused:
+            check_vical_succession(held, new)
+        assert str(refused.value).startswith("VICAL refused: 'P' ")
+
+
+def test_import_vical_refuses_a_rollback_before_adding_an_iaca(world):
+    key, cert = _vical_signer()
+    older = _vical(key, cert, world["pki"].iaca, [DOCTYPE])  # vicalIssueID 3
+    held = TrustStore().import_vical(older, vical_anchors=[cert], now=T0)
+    assert held.issue_id == 3 and len(held.digest) == 32
+    # the same VICAL signed again (another signature, the same content) is the same VICAL
+    again = TrustStore().import_vical(_vical(key, cert, world["pki"].iaca, [DOCTYPE]), vical_anchors=[cert],
+                                      now=T0, held=held)
+    assert again.digest == held.digest and again.imported == 1
+    store = TrustStore()
+    with pytest.raises(TrustError, match="vicalIssueID 3 goes back from 4"):
+        store.import_vical(older, vical_anchors=[cert], now=T0,
+                           held=VicalImport("Test VICAL", T0, 4, 1, (), b"x" * 32))
+    assert len(store) == 0
 
 
 def test_anchor_for_by_object_follows_a_replaced_anchor():

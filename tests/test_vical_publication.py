@@ -7,6 +7,7 @@ imported it verifies mdocs of a staged IACA once the rollover starts it."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
 import pytest
@@ -155,35 +156,56 @@ def test_the_trust_routes_are_documented(world):  # noqa: F811
     assert BASE
 
 
-def test_a_stand_alone_reader_follows_the_issuers_vical_url(world, tmp_path):  # noqa: F811
-    """`mcred reader serve --vical http://ISSUER/trust/vical --vical-trust CA.pem`: the reader
-    fetches the VICAL at start and again every 30 s, and takes a staged IACA from it without a
-    restart; an issuer that stops answering leaves the trust it had."""
-    import socket
-
+def _issuer_app(svc):  # noqa: ANN001, ANN202
     from fastapi import FastAPI
-    from test_present_http import Server
-    from test_reader_trust_reload import Ticks
 
     from issuer.api import problems
-    from mcred.present_wiring import ReaderServeConfig, ReloadingVerifier
 
-    svc, _sessions, _clock, client = world
     app = FastAPI()
     problems.install(app)
     for router in mdoc_api.routers(lambda: svc):
         app.include_router(router)
+    return app
+
+
+@contextlib.contextmanager
+def _served(app):  # noqa: ANN001, ANN202
+    """``app`` served over HTTP on a free local port (a reader's ``--vical`` URL): its base URL."""
+    import socket
+
+    from test_present_http import Server
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    with Server(app, port) as server:
+        yield server.url
+
+
+def _following_reader(url: str, client, tmp_path):  # noqa: ANN001, ANN202
+    """`mcred reader serve --vical URL --vical-trust CA.pem`'s verifier, on a clock the test moves."""
+    from test_reader_trust_reload import Ticks
+
+    from mcred.present_wiring import ReaderServeConfig, ReloadingVerifier
+
     ca = tmp_path / "vical-ca.pem"
     ca.write_bytes(client.get("/trust/vical-ca.pem").content)
-    with Server(app, port) as server:
-        service, _rp, what = ReaderServeConfig(vical=f"{server.url}/trust/vical", vical_trust=(str(ca),)).build()
-        verifier = service.verifier
-        assert isinstance(verifier, ReloadingVerifier) and "trusting 1 IACA(s)" in what
-        ticks = Ticks()
-        verifier._monotonic, verifier._checked = ticks, 0.0
+    service, _rp, what = ReaderServeConfig(vical=url, vical_trust=(str(ca),)).build()
+    verifier = service.verifier
+    assert isinstance(verifier, ReloadingVerifier), what
+    ticks = Ticks()
+    verifier._monotonic, verifier._checked = ticks, 0.0
+    return verifier, ticks, what
+
+
+def test_a_stand_alone_reader_follows_the_issuers_vical_url(world, tmp_path):  # noqa: F811
+    """`mcred reader serve --vical http://ISSUER/trust/vical --vical-trust CA.pem`: the reader
+    fetches the VICAL at start and again every 30 s, and takes a staged IACA from it without a
+    restart; an issuer that stops answering leaves the trust it had."""
+    svc, _sessions, _clock, client = world
+    with _served(_issuer_app(svc)) as url:
+        verifier, ticks, what = _following_reader(f"{url}/trust/vical", client, tmp_path)
+        assert "trusting 1 IACA(s)" in what
         assert verifier.trust().certificates == [svc.iaca_certificate()]
         staged = svc.stage_iaca()
         ticks.t = 31.0
@@ -196,3 +218,79 @@ def test_a_stand_alone_reader_follows_the_issuers_vical_url(world, tmp_path):  #
     assert len(verifier.trust().certificates) == 2
     verifier.refresher.join(15)
     assert len(verifier.trust().certificates) == 2 and verifier.reloads == 1
+
+
+class _Published:
+    """What a test's issuer answers at /trust/vical (bytes the test sets), and how often it was asked."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body, self.asked = body, 0
+
+    def app(self):  # noqa: ANN201
+        from fastapi import FastAPI, Response
+
+        app = FastAPI()
+
+        @app.get("/trust/vical")
+        def vical() -> Response:
+            self.asked += 1
+            return Response(self.body, media_type="application/cose")
+
+        return app
+
+
+def test_a_reader_following_the_vical_refuses_one_that_goes_back_and_fetches_once_a_reload(world, tmp_path):  # noqa: F811
+    """A replayed VICAL, validly signed and before its nextUpdate, that still lists what the
+    issuer has since changed, is refused by a reader that holds a later one (a lower
+    vicalIssueID; the same issue ID with other content): the reader keeps the trust it had and
+    :attr:`last_error` names both issue IDs; a later VICAL is taken again. Each look at the
+    URL is one fetch, and the bytes fetched are the bytes imported (at start too)."""
+    from issuer.mdoc.txn import run_transaction
+
+    svc, _sessions, clock, client = world
+    first_vical = client.get("/trust/vical").content
+    first = svc.iaca_certificate()
+    staged = svc.stage_iaca().certificate
+    second_vical = client.get("/trust/vical").content
+    id1, id2 = _payload(first_vical)["vicalIssueID"], _payload(second_vical)["vicalIssueID"]
+    assert id1 < id2
+    published = _Published(first_vical)
+    with _served(published.app()) as url:
+        verifier, ticks, _what = _following_reader(f"{url}/trust/vical", client, tmp_path)
+        # the first VICAL is taken (nothing held), fetched once for building and watching
+        assert published.asked == 1
+        assert verifier.trust().certificates == [first] and verifier.vical.issue_id == id1
+
+        def look(at: float, body: bytes) -> None:
+            published.body, ticks.t = body, at
+            verifier.trust()
+            verifier.refresher.join(10)
+
+        look(31.0, second_vical)  # a newer one: taken, from the one fetch that saw it change
+        assert verifier.trust().certificates == [first, staged] and verifier.reloads == 1
+        assert published.asked == 2 and verifier.vical.issue_id == id2 and verifier.last_error is None
+
+        look(62.0, first_vical)  # replayed: refused, the trust stays
+        assert verifier.trust().certificates == [first, staged] and verifier.reloads == 1
+        assert f"vicalIssueID {id1} goes back from {id2}" in verifier.last_error
+        assert published.asked == 3 and verifier.vical.issue_id == id2
+
+        # the issue ID of the VICAL held, signed over other content (the staged IACA left out)
+        signer, _ca = run_transaction(svc.sessions, lambda s: svc.pki.vical_signer(s, clock.now))
+        payload = _payload(second_vical)
+        payload["certificateInfos"] = payload["certificateInfos"][:1]
+        other = sign_vical(cbor.dumps(payload), signer.signer, [signer.der])
+        look(93.0, other)
+        assert verifier.trust().certificates == [first, staged] and verifier.reloads == 1
+        assert f"vicalIssueID {id2} is that of the VICAL held but its content differs" in verifier.last_error
+
+        # the issuer's next VICAL (a later issue ID) is taken again
+        third_vical = svc.vical(now=clock.now + dt.timedelta(hours=2))
+        id3 = _payload(third_vical)["vicalIssueID"]
+        assert id3 > id2
+        look(124.0, third_vical)
+        assert verifier.trust().certificates == [first, staged] and verifier.reloads == 2
+        assert verifier.vical.issue_id == id3 and verifier.last_error is None
+        assert published.asked == 5
+        look(155.0, third_vical)  # unchanged: one fetch, no rebuild
+        assert published.asked == 6 and verifier.reloads == 2
