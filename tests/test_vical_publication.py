@@ -294,3 +294,42 @@ def test_a_reader_following_the_vical_refuses_one_that_goes_back_and_fetches_onc
         assert published.asked == 5
         look(155.0, third_vical)  # unchanged: one fetch, no rebuild
         assert published.asked == 6 and verifier.reloads == 2
+
+
+def test_every_process_serves_the_same_vical_and_its_issue_id_never_goes_back(world):  # noqa: F811
+    """Two API processes on one database (``mcred serve --workers 2``) kept a VICAL each:
+    signed a second apart, a reader asking one and then the other saw the issue ID go back,
+    and a reader that refuses that (check_vical_succession) refused the issuer's own. The
+    VICAL is kept in the database: every process serves the one signed, a new one (its
+    IACAs changed, or it is an hour old) has a higher issue ID whichever process signs it, a
+    restarted process goes on from it, and a reader following them takes each."""
+    from issuer.mdoc.service import MdocService
+    from reader.trust import check_vical_succession
+
+    svc, sessions, clock, _client = world
+    other = MdocService(sessions, svc.pki.keystore, BASE, clock=clock, status_policy=svc.registry.policy)
+    first = svc.vical()
+    clock.now = clock.now + dt.timedelta(seconds=30)
+    assert other.vical() == first  # the other worker serves the one signed, not one of its own
+    ids = [_payload(first)["vicalIssueID"]]
+    svc.stage_iaca()  # the IACAs change: a new VICAL, signed by whichever process is asked first
+    staged = other.vical()
+    assert svc.vical() == staged and len(_payload(staged)["certificateInfos"]) == 2
+    ids.append(_payload(staged)["vicalIssueID"])
+    clock.now = clock.now + MdocService.VICAL_REUSE  # an hour on: signed again, by the other one
+    again = svc.vical()
+    assert again != staged and other.vical() == again
+    ids.append(_payload(again)["vicalIssueID"])
+    # a process on a host whose clock is a few seconds behind: the VICAL signed "later" by
+    # the others is not served before its date, and its own still has a higher issue ID
+    restarted = MdocService(sessions, svc.pki.keystore, BASE, clock=lambda: clock.now - dt.timedelta(seconds=5),
+                            status_policy=svc.registry.policy)
+    behind = restarted.vical()
+    ids.append(_payload(behind)["vicalIssueID"])
+    assert ids == sorted(set(ids)) and ids[-1] == ids[-2] + 1, ids
+    cas = svc.vical_cas()
+    held = None
+    for data in (first, staged, again, behind):
+        taken = TrustStore().import_vical(data, vical_anchors=cas, now=_payload(data)["date"], held=held)
+        check_vical_succession(held, taken)
+        held = taken

@@ -10,6 +10,9 @@
   nextUpdate draws near.
 * ``identifier_list_tokens`` (revision ``i0005idlist``): the same for the Identifier List
   published beside each status list.
+* ``mdoc_vicals`` (revision ``i0019vical``): the VICAL last signed, per provider, so that every
+  API process serves the same one and its vicalIssueID only grows, across processes and
+  restarts (a reader refuses a VICAL whose issue ID goes back from the one it holds).
 * ``status_list_tokens``: the Status List Token last published for each list, kept in the
   database so every stateless API process serves the same bytes (the same ETag) until the
   list's ``version`` moves or the token nears its ``exp``.
@@ -78,3 +81,16 @@ class IacaCrl(IssuerBase):
     this_update: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     next_update: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     stale: Mapped[bool] = mapped_column(default=False)
+
+
+class PublishedVical(IssuerBase):
+    """The VICAL last signed for a provider (:meth:`issuer.mdoc.service.MdocService.vical`)."""
+
+    __tablename__ = "mdoc_vicals"
+    provider: Mapped[str] = mapped_column(String(128), primary_key=True)
+    #: vicalIssueID: only grows (never below the Unix time of the signing)
+    issue_id: Mapped[int] = mapped_column(BigInteger)
+    #: SHA-256 (hex) of what it says: its IACAs, docType and signer; another is signed when it changes
+    content: Mapped[str] = mapped_column(String(64))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    signed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())

@@ -8,16 +8,20 @@ hands it to the HTTP routers (:mod:`issuer.api.mdoc`), the CLI and the TSM's
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
-from sqlalchemy import func, select
+from cryptography.hazmat.primitives import hashes
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from issuer.db import AuditEvent, Credential, Holder, utcnow
 from issuer.mdoc import models as _models  # noqa: F401 - registers the mdoc tables
 from issuer.mdoc.issuance import IssuancePolicy, MdocIssuer
+from issuer.mdoc.models import PublishedVical
 from issuer.mdoc.pki import PURPOSE_DS, PURPOSE_IACA, ActiveKey, MdocPki, MdocPkiConfig
 from issuer.mdoc.publication import IdentifierPublisher, PublishedToken, StatusPublisher
 from issuer.mdoc.status_lists import StatusListPolicy, StatusRegistry
@@ -97,7 +101,6 @@ class MdocService:
         self.clock = clock
         self.pki = MdocPki(keystore, public_url, pki_config)
         self.registry = StatusRegistry(public_url, status_policy)
-        self._vical: tuple[tuple, dt.datetime, bytes, int] | None = None
         self.issuer = MdocIssuer(sessions, self.pki, self.registry, issuance_policy,
                                  clock=clock, portrait_for=portrait_for)
         self.publisher = StatusPublisher(self.pki, self.registry)
@@ -135,34 +138,57 @@ class MdocService:
         """The trust bundle as a signed VICAL (ISO/IEC 18013-5 Annex C.1.7, :mod:`protocols.mdoc.vical`):
         every IACA of :meth:`trusted_iacas` (current, staged, older still vouching), each a
         trust point for this issuer's docType, signed by the VICAL signer under the VICAL CA
-        (:meth:`vical_cas`). ``vicalIssueID`` is the signing time in seconds since the epoch
-        (unique and increasing while the clock is, and one more than the last this service signed
-        when that one was signed in the same second); ``nextUpdate`` a day later. The same
-        VICAL is served again for an hour while its IACAs and signer stay the same."""
+        (:meth:`vical_cas`); ``nextUpdate`` a day later.
+
+        The VICAL signed is kept in the database (``mdoc_vicals``, one row per provider) and
+        served again for :attr:`VICAL_REUSE` while its IACAs, docType and signer stay the
+        same, by every process on the database: so ``vicalIssueID`` (the signing time in
+        seconds since the epoch, and always more than the last one signed) only grows,
+        whichever worker a reader asks and across restarts, and a reader that refuses a VICAL
+        going back from the one it holds (:func:`reader.trust.check_vical_succession`) never
+        sees two workers' VICALs alternate. The row is taken before a new one is signed (a
+        write that changes nothing: PostgreSQL's row lock, SQLite's write lock), so two
+        processes that find it out of date sign one after the other, the second serving the
+        first's; the first VICAL of all, raced, is signed by both and kept by the first."""
         from protocols.mdoc.vical import VicalEntry, sign_vical, vical_payload
 
         at = (now or self.clock()).replace(microsecond=0)
-
-        def work(s: Session) -> tuple[list[x509.Certificate], ActiveKey, x509.Certificate]:
-            iacas = self.pki.trusted_iacas(s, at)
-            signer, ca = self.pki.vical_signer(s, at)
-            return iacas, signer, ca
-
-        iacas, signer, ca = run_transaction(self.sessions, work)
-        key = (tuple(c.serial_number for c in iacas), signer.label)
-        kept = self._vical
-        if kept is not None and kept[0] == key and kept[1] <= at < kept[1] + self.VICAL_REUSE:
-            return kept[2]
+        provider = self.pki.config.organization
         doc_type = self.issuer.policy.names.doctype
-        entries = [VicalEntry(c, (doc_type,), self.pki.config.organization) for c in iacas]
-        issue_id = int(at.timestamp())
-        if kept is not None and kept[3] >= issue_id:  # another VICAL signed within the same second
-            issue_id = kept[3] + 1
-        payload = vical_payload(self.pki.config.organization, at, entries, issue_id=issue_id,
-                                next_update=at + self.VICAL_NEXT_UPDATE)
-        signed = sign_vical(payload, signer.signer, [signer.der])
-        self._vical = (key, at, signed, issue_id)
-        return signed
+
+        def current(row: PublishedVical | None, content: str) -> bool:
+            return row is not None and row.content == content and row.signed_at <= at < row.signed_at + self.VICAL_REUSE
+
+        def work(s: Session) -> bytes:
+            iacas = self.pki.trusted_iacas(s, at)
+            signer, _ca = self.pki.vical_signer(s, at)
+            content = hashlib.sha256("\n".join([doc_type, signer.label, *(
+                c.fingerprint(hashes.SHA256()).hex() for c in iacas)]).encode()).hexdigest()
+            row = s.get(PublishedVical, provider)
+            if current(row, content):
+                return row.body
+            if row is not None:  # out of date: taken, and read again after whoever held it
+                s.execute(update(PublishedVical).where(PublishedVical.provider == provider)
+                          .values(issue_id=PublishedVical.issue_id).execution_options(synchronize_session=False))
+                s.refresh(row)
+                if current(row, content):
+                    return row.body
+            issue_id = max(row.issue_id + 1 if row is not None else 0, int(at.timestamp()))
+            entries = [VicalEntry(c, (doc_type,), self.pki.config.organization) for c in iacas]
+            payload = vical_payload(provider, at, entries, issue_id=issue_id, next_update=at + self.VICAL_NEXT_UPDATE)
+            signed = sign_vical(payload, signer.signer, [signer.der])
+            if row is None:
+                try:
+                    with s.begin_nested():
+                        s.add(PublishedVical(provider=provider, issue_id=issue_id, content=content, body=signed,
+                                             signed_at=at))
+                except IntegrityError:  # another process signed the first one meanwhile: it stands
+                    return s.get(PublishedVical, provider, populate_existing=True).body
+            else:
+                row.issue_id, row.content, row.body, row.signed_at = issue_id, content, signed, at
+            return signed
+
+        return run_transaction(self.sessions, work)
 
     def vical_cas(self) -> list[x509.Certificate]:
         """The VICAL CAs readers trust for this issuer's VICALs, the current one first."""
