@@ -71,6 +71,23 @@ class TsaError(ValueError):
     """A TSA operation refused; the message says why."""
 
 
+#: The one reason a unit revoked already is amended to (:meth:`TimeStampAuthority.revoke_unit_detail`)
+KEY_COMPROMISE = "keyCompromise"
+
+
+@dataclass(frozen=True)
+class UnitRevocation:
+    """What a revocation of a TSA unit did: ``changed`` False when the unit was revoked
+    already with nothing to amend; ``reason`` the unit's reason now; ``amended_from`` the
+    reason it had when this call amended it to keyCompromise."""
+
+    label: str
+    serial: int
+    changed: bool
+    reason: str | None
+    amended_from: str | None = None
+
+
 @dataclass
 class TimeStampAuthority:
     """The TSA over a registry (``sessions``) and a keystore; safe to share between threads."""
@@ -178,11 +195,25 @@ class TimeStampAuthority:
         """Revoke a TSA unit (its label, or its certificate's serial in hex) for ``reason``
         (an RFC 5280 name: keyCompromise, superseded, cessationOfOperation, ...): listed on
         the root's CRL from now on, no longer stamping (a new unit takes over). Returns
-        (label, serial, whether it was revoked now; False: it was already)."""
+        (label, serial, whether it changed now; False: it was revoked already, with nothing
+        to amend): :meth:`revoke_unit_detail` says more."""
+        done = self.revoke_unit_detail(which, reason, actor=actor)
+        return done.label, done.serial, done.changed
+
+    def revoke_unit_detail(self, which: str, reason: str, *, actor: str = "issuer") -> UnitRevocation:
+        """:meth:`revoke_unit`, saying what it did. A unit revoked already for another reason
+        and now for keyCompromise is amended (``amended_from``: the reason it had): its
+        CRL entry's reason becomes keyCompromise, its revocation time stays, and a relying
+        party then relies on none of its time-stamps, where the earlier reason refused only
+        those from its revocation on (RFC 3161 4.1; RFC 5280 lets a later CRL give an entry
+        another reason; the CA/Browser Forum's practice for a compromise learned later).
+        Never the other way: a keyCompromise stays one, and another reason asked of a unit
+        revoked already changes nothing. Audited ``tsa.unit.revoke`` or
+        ``tsa.unit.revoke.amend``."""
         if reason not in REASONS:
             raise TsaError(f"reason {reason!r}: one of {', '.join(REASONS)}")
         with self.sessions.begin() as s:
-            rows = s.scalars(select(IssuerKey).where(IssuerKey.purpose == "tsa-unit")).all()
+            rows = s.scalars(select(IssuerKey).where(IssuerKey.purpose == "tsa-unit").with_for_update()).all()
             row = next((r for r in rows if r.label == which), None)
             if row is None:
                 try:
@@ -194,16 +225,23 @@ class TimeStampAuthority:
             if row is None:
                 raise TsaError(f"no TSA unit {which!r} (a label tsa-unit-N, or a serial in hex)")
             serial = x509.load_der_x509_certificate(row.certificate).serial_number
+            amended_from = None
             if row.revoked_at is not None:
-                return row.label, serial, False
-            row.revoked_at, row.revocation_reason, row.active = self.clock(), reason, False
-            s.add(AuditEvent(actor=actor, action="tsa.unit.revoke", subject=row.label,
-                             detail={"serial": format(serial, "x"), "reason": reason}))
+                if reason != KEY_COMPROMISE or row.revocation_reason == KEY_COMPROMISE:
+                    return UnitRevocation(row.label, serial, False, row.revocation_reason)
+                amended_from, row.revocation_reason = row.revocation_reason, reason
+                s.add(AuditEvent(actor=actor, action="tsa.unit.revoke.amend", subject=row.label,
+                                 detail={"serial": format(serial, "x"), "reason": reason,
+                                         "previous_reason": amended_from, "revoked_at": row.revoked_at.isoformat()}))
+            else:
+                row.revoked_at, row.revocation_reason, row.active = self.clock(), reason, False
+                s.add(AuditEvent(actor=actor, action="tsa.unit.revoke", subject=row.label,
+                                 detail={"serial": format(serial, "x"), "reason": reason}))
             label = row.label
         with self._lock:
             self._unit = None
             self._crl = None
-        return label, serial, True
+        return UnitRevocation(label, serial, True, reason, amended_from)
 
     def crl(self) -> bytes:
         """The root's CRL (DER): every revoked unit with its time and reason; cRLNumber the

@@ -467,7 +467,8 @@ def test_a_revoked_tsa_unit(home, db_url, tmp_path):
     openssl_form = "serial=" + format(first.tsa_certificate.serial_number, "040X")
     label, serial, now = tsa.revoke_unit(openssl_form, "superseded")
     assert (label, serial, now) == ("tsa-unit-1", first.tsa_certificate.serial_number, True)
-    assert tsa.revoke_unit("tsa-unit-1", "keyCompromise")[2] is False  # revoked already: kept as it was
+    # revoked already: kept as it was for any reason but keyCompromise (test_a_unit_revoked_then_found_compromised_is_amended)
+    assert tsa.revoke_unit("tsa-unit-1", "cessationOfOperation")[2] is False
     with pytest.raises(TsaError, match="reason 'lost'"):
         tsa.revoke_unit("tsa-unit-1", "lost")
     with pytest.raises(TsaError, match="no TSA unit 'tsa-unit-9'"):
@@ -579,6 +580,67 @@ def test_validation_data_from_an_issuer_that_does_not_answer_is_said(home):
         stamper = Stamper.local(ctx)
         with pytest.raises(PdfSigningError, match=r"cannot be time-stamped: .*is the issuer's service"):
             timestamp_pdf(blank_pdf(), stamper, trust_roots=[*roots, *stamper.roots])
+
+
+def test_a_unit_revoked_then_found_compromised_is_amended(home, tmp_path):
+    """A unit revoked superseded (retired) and later known to have been compromised: revoked
+    again for keyCompromise, its CRL entry says so (OpenSSL reads it), its revocation time
+    stays, and a relying party then relies on none of its time-stamps, where superseded let
+    one made before the revocation stand. Never back: another reason changes nothing."""
+    import dataclasses
+    import datetime as dt
+
+    from cryptography import x509
+
+    from issuer.tsa import TimeStampAuthority
+    from reader.crl_cache import CrlCache
+    from reader.relying_party import tsa_unit_revoked
+
+    ctx = Context.open(home)
+    url = "http://tsa.test/tsa/root.crl"
+    tsa = TimeStampAuthority(ctx.sessions, ctx.keystore, crl_url=url)
+    token = tsp.token_of_response(tsa.respond(tsp.build_request(tsp.digest("sha256", CONTENT))))
+    stamp = tsp.verify_token(token, data=CONTENT, roots=tsa.roots())
+    earlier = dataclasses.replace(stamp, gen_time=stamp.gen_time - dt.timedelta(hours=1))
+    label = tsa.revoke_unit_detail("tsa-unit-1", "superseded").label
+
+    def judged(s: tsp.TimeStamp) -> str | None:
+        cache, now = CrlCache(), dt.datetime.now(dt.UTC)
+        cache.get(url, now, lambda _url: x509.load_der_x509_crl(tsa.crl()))
+        return tsa_unit_revoked(s, now, cache=cache)
+
+    assert judged(earlier) is None  # made before a superseded unit's revocation: it stands
+    revoked_at = x509.load_der_x509_crl(tsa.crl()).get_revoked_certificate_by_serial_number(
+        stamp.tsa_certificate.serial_number).revocation_date_utc
+    done = tsa.revoke_unit_detail(label, "keyCompromise", actor="test")
+    assert (done.changed, done.reason, done.amended_from) == (True, "keyCompromise", "superseded")
+    entry = x509.load_der_x509_crl(tsa.crl()).get_revoked_certificate_by_serial_number(
+        stamp.tsa_certificate.serial_number)
+    assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason is x509.ReasonFlags.key_compromise
+    assert entry.revocation_date_utc == revoked_at
+    assert "none of its time-stamps is relied on" in judged(earlier)
+    for reason in ("superseded", "cessationOfOperation", "keyCompromise"):
+        again = tsa.revoke_unit_detail(label, reason)
+        assert (again.changed, again.reason, again.amended_from) == (False, "keyCompromise", None), reason
+    with ctx.sessions() as s:
+        from sqlalchemy import select
+
+        (event,) = s.scalars(select(AuditEvent).where(AuditEvent.action == "tsa.unit.revoke.amend")).all()
+        assert event.actor == "test" and event.subject == label
+        assert event.detail["previous_reason"] == "superseded" and event.detail["reason"] == "keyCompromise"
+    if shutil.which("openssl"):
+        (tmp_path / "root.crl").write_bytes(tsa.crl())
+        text = subprocess.run(["openssl", "crl", "-inform", "DER", "-in", str(tmp_path / "root.crl"), "-text",
+                               "-noout"], capture_output=True, text=True, check=True).stdout
+        assert "Key Compromise" in text and "Superseded" not in text, text
+    # the CLI says it, and --json carries amended_from (a second unit, revoked then amended)
+    tsa.respond(tsp.build_request(tsp.digest("sha256", CONTENT)))  # a new unit stamps
+    out = run_cli("tsa", "revoke", "tsa-unit-2", "--reason", "cessationOfOperation", "--json")
+    assert json.loads(out)["changed"] is True
+    out = run_cli("tsa", "revoke", "tsa-unit-2", "--reason", "keyCompromise")
+    assert "revoked (cessationOfOperation) -> revoked (keyCompromise), amended" in out, out
+    doc = json.loads(run_cli("tsa", "revoke", "tsa-unit-2", "--reason", "keyCompromise", "--json"))
+    assert doc == {"unit": "tsa-unit-2", "serial": doc["serial"], "reason": "keyCompromise", "changed": False}
 
 
 def test_tsa_verify_refuses_a_revoked_units_time_stamps(tmp_path):

@@ -161,20 +161,26 @@ def revoke(unit: str = typer.Argument(..., help="the unit: its label (tsa-unit-N
            reason: str = typer.Option(..., "--reason", help="keyCompromise (none of its time-stamps is relied "
                                       "on any more), superseded, cessationOfOperation, ..."),
            as_json: bool = typer.Option(False, "--json", help="Print {\"unit\", \"serial\", \"reason\", "
-                                        "\"changed\"}: changed false when it was revoked already.")) -> None:
+                                        "\"changed\"[, \"amended_from\"]}: changed false when it was revoked "
+                                        "already with nothing to amend; reason the unit's reason now.")) -> None:
     """Revoke a TSA unit: the root's CRL (/tsa/root.crl) lists it, a new unit stamps from now
     on. Relying parties refuse its time-stamps made at or after the revocation, and all of
-    them for keyCompromise."""
+    them for keyCompromise. A unit revoked already for another reason is amended to
+    keyCompromise (its revocation time stays); nothing else changes a revoked unit."""
     from issuer.tsa import TsaError
 
     try:
-        label, serial, now = _authority().revoke_unit(unit, reason, actor=cli_actor())
+        done = _authority().revoke_unit_detail(unit, reason, actor=cli_actor())
     except TsaError as exc:
         raise typer.BadParameter(str(exc)) from None
     if as_json:
-        typer.echo(json.dumps({"unit": label, "serial": f"{serial:x}", "reason": reason, "changed": bool(now)}))
+        typer.echo(json.dumps({"unit": done.label, "serial": f"{done.serial:x}", "reason": done.reason,
+                               "changed": done.changed,
+                               **({"amended_from": done.amended_from} if done.amended_from else {})}))
         return
-    typer.echo(f"{label} (serial {serial:x}): " + (f"revoked ({reason})" if now else "was revoked already"))
+    said = (f"revoked ({done.amended_from}) -> revoked ({done.reason}), amended" if done.amended_from
+            else f"revoked ({done.reason})" if done.changed else f"was revoked already ({done.reason})")
+    typer.echo(f"{done.label} (serial {done.serial:x}): {said}")
 
 
 @tsa_app.command("log")
