@@ -5,10 +5,10 @@ workflow run by an ``operator`` token as a job, every credential revoked with th
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
+from api_helpers import wait_job
 from documented import check_every_answer
 from fastapi.testclient import TestClient
 
@@ -25,15 +25,8 @@ HOLDER = {"family_name": "流れ", "given_name": "花子", "family_name_kana": "
 
 
 def _wait(c: TestClient, h: dict, job_id: str, limit_s: float = 30) -> dict:
-    """The job once it has ended (polled every 50 ms), else an AssertionError after ``limit_s``."""
-    end = time.monotonic() + limit_s
-    while True:
-        j = c.get(f"/jobs/{job_id}", headers=h).json()
-        if j["state"] not in ("queued", "running"):
-            return j
-        if time.monotonic() > end:
-            raise AssertionError(f"job {job_id} still {j['state']} after {limit_s} s")
-        time.sleep(0.05)
+    """The job once it has ended (api_helpers.wait_job)."""
+    return wait_job(c, h, job_id, limit_s)
 
 
 def test_provision_hold_release_and_death_through_the_api(home: Path):

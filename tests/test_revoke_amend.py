@@ -9,10 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
+from api_helpers import bearer, provision_over_api
 from cryptography import x509
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -21,7 +21,6 @@ from test_issuer_jpki_support import open_issuer, provision
 from typer.testing import CliRunner
 
 from issuer import revocation
-from issuer.api.auth import create_token
 from issuer.db import AuditEvent, Credential, StatusList
 from mcred.cli.main import app as cli
 from mcred.context import Context
@@ -169,18 +168,9 @@ HOLDER = {"family_name": "盗難", "given_name": "後子", "family_name_kana": "
 @pytest.mark.usefixtures("every_answer_checked")
 def test_the_api_and_the_cli_say_what_was_amended_and_the_status_list_is_left_alone(home: Path):
     ctx = Context.open(home)
-    tok = {s: {"Authorization": f"Bearer {create_token(ctx.sessions, [s])[1]}"} for s in ("tsm", "issuer")}
+    tok = bearer(ctx.sessions, ("tsm", "issuer"))
     with TestClient(create_app(ctx, job_workers=1)) as c:
-        phone = c.post("/phones", headers=tok["tsm"], json={"model": "kc"}).json()["id"]
-        r = c.post("/provisioning", headers=tok["issuer"], json={
-            "phone_id": phone, "holder": HOLDER, "key_type": "p384", "mdoc_batch": 1,
-            "pin": "4321", "password": "KEYS42", "puk": "87654321"})
-        assert r.status_code == 202, r.text
-        end = time.monotonic() + 60
-        while (job := c.get(f"/jobs/{r.json()['id']}", headers=tok["issuer"]).json())["state"] in ("queued", "running"):
-            assert time.monotonic() < end, job
-            time.sleep(0.05)
-        assert job["state"] == "succeeded", job
+        phone = provision_over_api(c, tok, HOLDER)
         r = c.post("/revocations", headers=tok["issuer"],
                    json={"phone_id": phone, "reason": "cessationOfOperation", "credential": "all"})
         assert r.status_code == 200 and all("amended_from" not in x for x in r.json()["changes"]), r.text

@@ -11,10 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import time
 from pathlib import Path
 
 import pytest
+from api_helpers import bearer, provision_over_api
 from cryptography import x509
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -23,7 +23,6 @@ from test_issuer_jpki_support import open_issuer, provision
 from typer.testing import CliRunner
 
 from issuer import revocation
-from issuer.api.auth import create_token
 from issuer.db import AuditEvent, Credential, utcnow
 from mcred.cli.main import app as cli
 from mcred.context import Context
@@ -147,18 +146,9 @@ HOLDER = {"family_name": "鍵", "given_name": "漏子", "family_name_kana": "カ
 @pytest.mark.usefixtures("every_answer_checked")
 def test_post_revocations_takes_invalid_since_and_refuses_a_bad_one_precisely(home: Path):
     ctx = Context.open(home)
-    tok = {s: {"Authorization": f"Bearer {create_token(ctx.sessions, [s])[1]}"} for s in ("tsm", "issuer")}
+    tok = bearer(ctx.sessions, ("tsm", "issuer"))
     with TestClient(create_app(ctx, job_workers=1)) as c:
-        phone = c.post("/phones", headers=tok["tsm"], json={"model": "kc"}).json()["id"]
-        r = c.post("/provisioning", headers=tok["issuer"], json={
-            "phone_id": phone, "holder": HOLDER, "key_type": "p384", "mdoc_batch": 1,
-            "pin": "4321", "password": "KEYS42", "puk": "87654321"})
-        assert r.status_code == 202, r.text
-        end = time.monotonic() + 60
-        while (job := c.get(f"/jobs/{r.json()['id']}", headers=tok["issuer"]).json())["state"] in ("queued", "running"):
-            assert time.monotonic() < end, job
-            time.sleep(0.05)
-        assert job["state"] == "succeeded", job
+        phone = provision_over_api(c, tok, HOLDER)
         body = {"phone_id": phone, "reason": "keyCompromise", "credential": "sign"}
         for bad in ("2026-12-01T09:00:00", "2026-12-01", "yesterday", 1764547200):
             r = c.post("/revocations", headers=tok["issuer"], json={**body, "invalid_since": bad})
