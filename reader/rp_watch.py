@@ -21,9 +21,19 @@ per customer reference and certificate, with its last known status) and ``rp_wat
 
 A certificate that could not be judged (distribution point unreachable, CRL not signed by
 its root or stale, responder without a verified answer) keeps its last status and is
-reported with the reason; nothing is written for it. A revoked certificate (any reason but
-``certificateHold``) and an expired one are final and no longer asked about; a certificate
-on hold is asked again and goes back to ``good`` when the hold is lifted.
+reported with the reason; nothing is written for it. Only an expired certificate is final
+and no longer asked about. A certificate on hold is asked again and goes back to ``good``
+when the hold is lifted. A revoked one is asked again until it expires, because the issuer
+amends revocations (specs/revocation.md, "Amending a revocation"): a lost phone's
+``cessationOfOperation`` becomes ``keyCompromise`` once it is found to have been used, and an
+earlier invalidity date (RFC 5280 5.3.2's ``invalidityDate``, kept as ``invalid_since``)
+replaces a later one, whatever the reason, keyCompromise included. Either is a change of
+status: it tells the relying party which of the signatures it archived (those made after the
+invalidity date) are no longer to be trusted. In a CRL sweep that costs a dictionary look-up
+and a batched refresh per revoked certificate (the CRL is fetched anyway); in an OCSP sweep
+one request each, the revoked share of the list more. A revocation is never undone: evidence
+that a certificate revoked before is good, on hold or unknown is not believed (the
+certificate is reported unjudged and keeps its status).
 
 Each status change is an UPDATE conditional on the status it changes from, and its event is
 written only when that UPDATE changed a row: two sweeps racing (two cron jobs, two workers)
@@ -68,16 +78,19 @@ from protocols.jpki.parse import classify, load_certificate
 from protocols.jpki.relying_party import (
     Check,
     check_chain,
+    crl_invalidity,
     crl_reason,
     crl_scope,
     judge_crl,
+    utc_text,
 )
 from reader.errors import ReaderError
 from reader.relying_party import fetch_crl, ocsp_answer
 from reader.sessions import ReaderBase
 
-#: Statuses that never change again: nothing more is asked about them.
-FINAL: frozenset[str] = frozenset({"revoked", "expired"})
+#: Statuses that never change again: nothing more is asked about them. Not ``revoked``: the
+#: issuer amends a revocation's reason (to keyCompromise) and invalidity date (module docstring).
+FINAL: frozenset[str] = frozenset({"expired"})
 VIA = ("crl", "ocsp")
 #: The longest customer reference kept.
 REF_MAX = 128
@@ -100,14 +113,29 @@ REASON_MEANINGS = {
                   "which and gives it",
     "certificateHold": "suspended: the card or phone was reported lost",
 }
+#: What an invalidity date adds: which archived signatures the relying party may keep.
+UNTRUSTED_AFTER = "signatures made after it are not to be trusted"
 
 
-def meaning(status: str, reason: str | None, before: str | None = None) -> str:
-    """What a status (with its revocation reason) tells the relying party."""
+def meaning(status: str, reason: str | None, before: str | None = None,
+            invalid_since: dt.datetime | None = None) -> str:
+    """What a status (with its revocation reason and invalidity date) tells the relying
+    party; a revocation amended (revoked before and after) says so first."""
     if status == "good":
         return ("hold lifted: valid again" if before == "hold"
                 else "valid: neither revoked nor suspended (the holder lives)")
-    if status in ("revoked", "hold"):
+    if status == "revoked":
+        since = None if invalid_since is None else utc_text(invalid_since)
+        if reason == "keyCompromise":
+            said = (f"key compromised since {since}: {UNTRUSTED_AFTER}" if since is not None else
+                    "key compromised (no invalidity date given): signatures made after the "
+                    "revocation are not to be trusted")
+        else:
+            said = REASON_MEANINGS.get(reason or "", f"revoked ({reason or 'unspecified'})")
+            if since is not None:
+                said = f"{said}; invalid since {since}: {UNTRUSTED_AFTER}"
+        return f"revocation amended: {said}" if before == "revoked" else said
+    if status == "hold":
         return REASON_MEANINGS.get(reason or "", f"revoked ({reason or 'unspecified'})")
     return {"unchecked": "not yet asked about",
             "expired": "expired: past its notAfter, nothing more will be published about it",
@@ -142,6 +170,9 @@ class RpWatchRow(ReaderBase):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     #: The evidence's own time: the CRL's thisUpdate, the OCSP response's thisUpdate.
     as_of: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    #: The revocation's invalidity date (the CRL entry's or OCSP answer's invalidityDate,
+    #: RFC 5280 5.3.2): signatures made after it are not to be trusted. NULL when none given.
+    invalid_since: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     checked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     added_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     #: Why the last sweep could not judge it (NULL when it could).
@@ -167,6 +198,8 @@ class RpWatchEventRow(ReaderBase):
     reason: Mapped[str | None] = mapped_column(String(32))
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     as_of: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    #: The invalidity date the evidence gave with the new status (NULL when none).
+    invalid_since: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     #: Where it was learnt: ``CRL <url>``, ``OCSP <url>``, ``notAfter``, ``added``.
     source: Mapped[str] = mapped_column(Text)
 
@@ -193,16 +226,17 @@ class Watched:
     problem: str | None
     successor: str | None = None
     linked_at: dt.datetime | None = None
+    invalid_since: dt.datetime | None = None
 
     @classmethod
     def of(cls, row: RpWatchRow) -> Watched:
         return cls(row.ref, row.purpose, row.serial, row.issuer_key_id, row.not_after, row.status,
                    row.reason, row.revoked_at, row.as_of, row.checked_at, row.added_at, row.problem,
-                   row.successor, row.linked_at)
+                   row.successor, row.linked_at, row.invalid_since)
 
     @property
     def meaning(self) -> str:
-        return meaning(self.status, self.reason)
+        return meaning(self.status, self.reason, invalid_since=self.invalid_since)
 
     def to_dict(self) -> dict[str, Any]:
         return {"ref": self.ref, "purpose": self.purpose, "serial": self.serial,
@@ -210,7 +244,8 @@ class Watched:
                 "status": self.status, "reason": self.reason, "meaning": self.meaning,
                 "revoked_at": _iso(self.revoked_at), "as_of": _iso(self.as_of),
                 "checked_at": _iso(self.checked_at), "added_at": _iso(self.added_at),
-                "problem": self.problem, "successor": self.successor, "linked_at": _iso(self.linked_at)}
+                "problem": self.problem, "successor": self.successor, "linked_at": _iso(self.linked_at),
+                "invalid_since": _iso(self.invalid_since)}
 
 
 @dataclass(frozen=True)
@@ -227,21 +262,23 @@ class Change:
     as_of: dt.datetime | None
     seen_at: dt.datetime
     source: str
+    invalid_since: dt.datetime | None = None
 
     @classmethod
     def of(cls, row: RpWatchEventRow) -> Change:
         return cls(row.ref, row.serial, row.purpose, row.before, row.after, row.reason,
-                   row.revoked_at, row.as_of, row.seen_at, row.source)
+                   row.revoked_at, row.as_of, row.seen_at, row.source, row.invalid_since)
 
     @property
     def meaning(self) -> str:
-        return meaning(self.after, self.reason, self.before)
+        return meaning(self.after, self.reason, self.before, self.invalid_since)
 
     def to_dict(self) -> dict[str, Any]:
         return {"ref": self.ref, "serial": self.serial, "purpose": self.purpose,
                 "before": self.before, "after": self.after, "reason": self.reason,
                 "meaning": self.meaning, "revoked_at": _iso(self.revoked_at),
-                "as_of": _iso(self.as_of), "seen_at": _iso(self.seen_at), "source": self.source}
+                "as_of": _iso(self.as_of), "seen_at": _iso(self.seen_at), "source": self.source,
+                "invalid_since": _iso(self.invalid_since)}
 
 
 @dataclass(frozen=True)
@@ -322,6 +359,7 @@ class _Verdict:
     revoked_at: dt.datetime | None = None
     as_of: dt.datetime | None = None
     source: str = ""
+    invalid_since: dt.datetime | None = None
 
 
 def check_ref(ref: str) -> str:
@@ -559,7 +597,8 @@ class RevocationWatch:
         # sweep reads one certificate per scope, not each row's
         columns = [RpWatchRow.id, RpWatchRow.ref, RpWatchRow.purpose, RpWatchRow.serial,
                    RpWatchRow.issuer_key_id, RpWatchRow.not_after, RpWatchRow.crl_url,
-                   RpWatchRow.dp_names, RpWatchRow.ocsp_url, RpWatchRow.status, RpWatchRow.reason]
+                   RpWatchRow.dp_names, RpWatchRow.ocsp_url, RpWatchRow.status, RpWatchRow.reason,
+                   RpWatchRow.invalid_since]
         if via == "ocsp":
             columns.append(RpWatchRow.certificate)
         query = select(*columns).where(RpWatchRow.status.not_in(FINAL)).order_by(RpWatchRow.id)
@@ -646,7 +685,7 @@ class RevocationWatch:
                     reason = crl_reason(entry)
                     verdicts.append((row, _Verdict("hold" if reason == "certificateHold" else "revoked",
                                                    reason, entry.revocation_date_utc,
-                                                   crl.last_update_utc, evidence)))
+                                                   crl.last_update_utc, evidence, crl_invalidity(entry))))
             self._record(verdicts, at, report)
 
     def _certificate(self, row: _Row) -> x509.Certificate:
@@ -674,7 +713,7 @@ class RevocationWatch:
             if status == "revoked" and got.reason == "certificateHold":
                 status = "hold"
             self._record([(row, _Verdict(status, got.reason, got.revoked_at, got.this_update,
-                                         f"OCSP {got.url}"))], at, report)
+                                         f"OCSP {got.url}", got.invalid_since))], at, report)
 
     def _unjudged(self, rows: Iterable[_Row], problem: str, at: dt.datetime,
                   report: SweepReport) -> None:
@@ -689,35 +728,49 @@ class RevocationWatch:
 
     def _record(self, verdicts: list[tuple[_Row, _Verdict]], at: dt.datetime,
                 report: SweepReport) -> None:
-        """Write the verdicts in one transaction. A certificate whose status and reason stay
-        as read is refreshed (evidence time, check time) with the others alike, in batches;
-        one whose status moved gets its own UPDATE, conditional on the status read, and an
-        event (and a change in ``report``) only when that UPDATE was the one that moved it."""
+        """Write the verdicts in one transaction. A certificate whose status, reason and
+        invalidity date stay as read is refreshed (evidence time, check time) with the others
+        alike, in batches; one whose status, reason or invalidity date moved (a revocation
+        amended) gets its own UPDATE, conditional on all three as read, and an event (and a
+        change in ``report``) only when that UPDATE was the one that moved it. A revoked
+        certificate the evidence calls anything but revoked is reported unjudged (a
+        revocation is never undone) and keeps its status."""
+        undone = [row for row, verdict in verdicts
+                  if row.status == "revoked" and verdict.status not in ("revoked", "expired")]
+        if undone:
+            self._unjudged(undone, "revoked before, and this evidence does not say revoked: a revocation "
+                                   "is never undone, the status is kept", at, report)
+            verdicts = [(row, verdict) for row, verdict in verdicts
+                        if not (row.status == "revoked" and verdict.status not in ("revoked", "expired"))]
         if not verdicts:
             return
         same: dict[tuple, list[int]] = defaultdict(list)
         with Session(self.engine) as db, db.begin():
             for row, verdict in verdicts:
-                if (verdict.status, verdict.reason) == (row.status, row.reason):
-                    same[(row.status, row.reason, verdict.revoked_at, verdict.as_of)].append(row.id)
+                if (verdict.status, verdict.reason, verdict.invalid_since) == (row.status, row.reason,
+                                                                               row.invalid_since):
+                    same[(row.status, row.reason, row.invalid_since, verdict.revoked_at,
+                          verdict.as_of)].append(row.id)
                     continue
                 done = db.execute(update(RpWatchRow).where(_as_read(row)).values(
                     status=verdict.status, reason=verdict.reason, revoked_at=verdict.revoked_at,
-                    as_of=verdict.as_of, checked_at=at, problem=None)).rowcount
+                    invalid_since=verdict.invalid_since, as_of=verdict.as_of, checked_at=at,
+                    problem=None)).rowcount
                 if not done:
                     continue  # another sweep moved it first and recorded the change
                 event = RpWatchEventRow(ref=row.ref, serial=row.serial, purpose=row.purpose,
                                         seen_at=at, before=row.status, after=verdict.status,
                                         reason=verdict.reason, revoked_at=verdict.revoked_at,
-                                        as_of=verdict.as_of, source=verdict.source)
+                                        invalid_since=verdict.invalid_since, as_of=verdict.as_of,
+                                        source=verdict.source)
                 db.add(event)
                 db.flush()
                 report.changes.append(Change.of(event))
-            for (status, reason, revoked_at, as_of), ids in same.items():
+            for (status, reason, invalid_since, revoked_at, as_of), ids in same.items():
                 for i in range(0, len(ids), _BATCH):
                     db.execute(update(RpWatchRow).where(
                         RpWatchRow.id.in_(ids[i:i + _BATCH]), RpWatchRow.status == status,
-                        RpWatchRow.reason.is_(None) if reason is None else RpWatchRow.reason == reason,
+                        _is(RpWatchRow.reason, reason), _is(RpWatchRow.invalid_since, invalid_since),
                     ).values(revoked_at=revoked_at, as_of=as_of, checked_at=at, problem=None))
 
 
@@ -725,10 +778,15 @@ class RevocationWatch:
 _BATCH = 500
 
 
+def _is(column, value):  # noqa: ANN001, ANN202 - a SQL condition
+    """``column`` holds ``value`` (IS NULL for None: ``= NULL`` is never true)."""
+    return column.is_(None) if value is None else column == value
+
+
 def _as_read(row: _Row):  # noqa: ANN202 - a SQL condition
-    """The row still has the status and reason it was read with."""
+    """The row still has the status, reason and invalidity date it was read with."""
     return and_(RpWatchRow.id == row.id, RpWatchRow.status == row.status,
-                RpWatchRow.reason.is_(None) if row.reason is None else RpWatchRow.reason == row.reason)
+                _is(RpWatchRow.reason, row.reason), _is(RpWatchRow.invalid_since, row.invalid_since))
 
 
 @dataclass(frozen=True)

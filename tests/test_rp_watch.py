@@ -10,6 +10,7 @@ import json
 import threading
 
 import pytest
+import sqlalchemy as sa
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
@@ -20,7 +21,7 @@ from typer.testing import CliRunner
 
 from issuer import revocation
 from mcred.cli.main import app as cli
-from mcred.db import make_engine, migrate
+from mcred.db import _alembic_config, make_engine, migrate
 from reader.rp_watch import RevocationWatch, WatchError
 
 
@@ -85,9 +86,11 @@ def test_a_sweep_tells_death_loss_and_its_end_once_each(live, db_url):
     assert report.counts == {"good": 1, "hold": 1, "revoked": 2}
 
     revocation.release(issuer.sessions, phones["osaka"].phone_id, "sign")
-    assert watch.sweep(refs=["policy-1"]).asked == 0  # one customer's: theirs are final
+    # one customer's: revoked, yet asked again (a revocation may be amended), nothing new
+    only = watch.sweep(refs=["policy-1"])
+    assert only.asked == 2 and only.complete and only.changes == []
     report = watch.sweep()
-    assert report.asked == 2  # the revoked ones are final: not asked about again
+    assert report.asked == 4 and report.complete
     assert _changes(report) == {("policy-2", "sign"): ("hold", "good", None)}
     assert report.changes[0].meaning == "hold lifted: valid again"
 
@@ -354,3 +357,169 @@ def test_the_cli_imports_a_csv_and_sweeps_one_customer(live, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("name,file\nx,y\n", encoding="utf-8")
     assert "header row must name ref and certificate" in run("import", str(bad), code=2)
+
+
+def _lost_then_compromised(issuer, phone) -> tuple[dt.datetime, dt.datetime]:
+    """The phone's signing certificate revoked cessationOfOperation (the phone lost), to be
+    amended: its revocation time and a compromise time two hours before, to the second (as
+    a CRL entry and an OCSP answer say it)."""
+    lost = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    revocation.revoke(issuer.sessions, phone.phone_id, "cessationOfOperation", "sign", now=lost)
+    return lost, lost - dt.timedelta(hours=2)
+
+
+@pytest.mark.parametrize("via", ["crl", "ocsp"])
+def test_a_lost_phone_found_compromised_is_one_change_with_its_invalidity_date(live, db_url, via):
+    """The issuer amends a revocation (issuer.revocation._amend): a lost phone's signing
+    certificate, watched as revoked cessationOfOperation, is revoked keyCompromise with an
+    invalidity date. A sweep (by CRL, by OCSP) still asks about the revoked certificate and
+    records that once, with the date and what it means for the signatures archived; asked
+    again, nothing more. A keyCompromise stays watched: an earlier date still to come is one
+    more change."""
+    issuer = live["issuer"]
+    phone = provision(issuer)
+    watch = _watch(db_url, issuer)
+    watch.add("contract-7", phone.certs["sign"])
+    assert _changes(watch.sweep(via)) == {("contract-7", "sign"): ("unchecked", "good", None)}
+    lost, stolen = _lost_then_compromised(issuer, phone)
+    report = watch.sweep(via)
+    assert _changes(report) == {("contract-7", "sign"): ("good", "revoked", "cessationOfOperation")}
+    assert report.changes[0].invalid_since is None and report.changes[0].to_dict()["invalid_since"] is None
+    assert watch.sweep(via).changes == []
+
+    revocation.revoke(issuer.sessions, phone.phone_id, "keyCompromise", "sign", invalid_since=stolen)
+    report = watch.sweep(via)
+    assert report.complete and report.asked == 1
+    [change] = report.changes
+    assert (change.before, change.after, change.reason, change.invalid_since) == (
+        "revoked", "revoked", "keyCompromise", stolen)
+    assert change.revoked_at == lost  # the revocation's time stays
+    assert change.meaning == (f"revocation amended: key compromised since {stolen.isoformat()}: "
+                              "signatures made after it are not to be trusted")
+    assert change.to_dict()["invalid_since"] == stolen.isoformat()
+    [entry] = watch.entries("contract-7")
+    assert (entry.status, entry.reason, entry.invalid_since) == ("revoked", "keyCompromise", stolen)
+    assert entry.to_dict()["invalid_since"] == stolen.isoformat()
+    assert entry.meaning.startswith(f"key compromised since {stolen.isoformat()}")
+    again = watch.sweep(via)
+    assert again.asked == 1 and again.complete and again.changes == []
+
+    earlier = stolen - dt.timedelta(days=1)
+    revocation.revoke(issuer.sessions, phone.phone_id, "keyCompromise", "sign", invalid_since=earlier)
+    assert [(c.reason, c.invalid_since) for c in watch.sweep(via).changes] == [("keyCompromise", earlier)]
+    assert watch.sweep(via).changes == []
+    events = watch.events("contract-7")
+    assert [(e.before, e.after, e.reason, e.invalid_since) for e in events] == [
+        (None, "unchecked", None, None), ("unchecked", "good", None, None),
+        ("good", "revoked", "cessationOfOperation", None), ("revoked", "revoked", "keyCompromise", stolen),
+        ("revoked", "revoked", "keyCompromise", earlier)]
+
+
+def test_two_sweeps_racing_record_an_amended_revocation_once(live, db_url):
+    """Two sweeps at once after the issuer amended a revocation: the UPDATE is conditional on
+    the reason and invalidity date read, so one of them records the change."""
+    issuer = live["issuer"]
+    phone = provision(issuer)
+    watch = _watch(db_url, issuer)
+    watch.add("contract-8", phone.certs["sign"])
+    _lost, stolen = _lost_then_compromised(issuer, phone)
+    watch.sweep()
+    revocation.revoke(issuer.sessions, phone.phone_id, "keyCompromise", "sign", invalid_since=stolen)
+    other = RevocationWatch(watch.engine, lambda: _roots(issuer))
+    reports = []
+    threads = [threading.Thread(target=lambda w=w, v=v: reports.append(w.sweep(v)))
+               for w, v in ((watch, "crl"), (other, "ocsp"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(reports) == 2 and all(r.complete for r in reports)
+    assert [(c.reason, c.invalid_since) for r in reports for c in r.changes] == [("keyCompromise", stolen)]
+    assert [e.reason for e in watch.events("contract-8") if e.before == "revoked"] == ["keyCompromise"]
+
+
+def test_a_revocation_is_never_undone_by_the_evidence(live, tmp_path):
+    """A certificate the list holds as revoked that a CRL or OCSP answer calls good (a broken
+    or rolled-back publication) is reported unjudged and stays revoked: nothing is recorded."""
+    issuer = live["issuer"]
+    watch = _watch(f"sqlite:///{tmp_path / 'rp.db'}", issuer)
+    watch.add("contract-9", live["phones"]["tokyo"].certs["auth"])
+    watch.sweep()
+    with watch.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE rp_watch SET status = 'revoked', reason = 'cessationOfOperation'"))
+    for via in ("crl", "ocsp"):
+        report = watch.sweep(via)
+        assert report.changes == [] and [u.ref for u in report.unjudged] == ["contract-9"]
+        assert "never undone" in report.unjudged[0].problem
+    [entry] = watch.entries()
+    assert (entry.status, entry.reason) == ("revoked", "cessationOfOperation")
+    assert [e.after for e in watch.events("contract-9")] == ["unchecked", "good"]
+
+
+def test_the_cli_shows_an_amended_revocations_invalidity_date(live, tmp_path):
+    """``mcred jpki watch sweep|list|events``: the amended revocation's invalidity date in the
+    text (``invalid since``) and as ``invalid_since`` in the JSON, next to the keys there were."""
+    issuer, home = live["issuer"], live["home"]
+    phone = provision(issuer)
+    cert = tmp_path / "c.der"
+    cert.write_bytes(phone.certs["sign"])
+    db = f"sqlite:///{tmp_path / 'rp.db'}"
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(cli, ["jpki", "watch", *args, "--db", db], env={"MCRED_HOME": str(home)})
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    run("add", "contract-10", "--certificate", str(cert))
+    _lost, stolen = _lost_then_compromised(issuer, phone)
+    assert json.loads(run("sweep", "--json"))["changes"][0]["invalid_since"] is None
+    revocation.revoke(issuer.sessions, phone.phone_id, "keyCompromise", "sign", invalid_since=stolen)
+    text = run("sweep")
+    assert f"invalid since {stolen:%Y-%m-%d %H:%M}" in text and "key compromised since" in text
+    assert json.loads(run("sweep", "--json"))["changes"] == []
+    [listed] = json.loads(run("list", "--json"))
+    assert (listed["reason"], listed["invalid_since"], listed["status"]) == (
+        "keyCompromise", stolen.isoformat(), "revoked")
+    events = json.loads(run("events", "--json"))
+    assert [(e["before"], e["after"], e["reason"], e["invalid_since"]) for e in events[-2:]] == [
+        ("unchecked", "revoked", "cessationOfOperation", None), ("revoked", "revoked", "keyCompromise", stolen.isoformat())]
+    assert {"meaning", "source", "seen_at", "revoked_at"} <= set(events[-1])
+    assert "invalid since" in run("list") and "invalid since" in run("events")
+
+
+def test_a_watch_list_from_before_invalidity_dates_is_upgraded_with_its_rows(db_url):
+    """r0007 adds invalid_since to rp_watch and rp_watch_events: a list made at r0006 keeps
+    its rows and events, with no invalidity date (the next sweep asks the revoked ones again);
+    the downgrade drops the columns."""
+    from alembic import command
+
+    engine = make_engine(db_url)
+    try:
+        command.upgrade(_alembic_config(engine), "r0006")
+        assert "invalid_since" not in {c["name"] for c in sa.inspect(engine).get_columns("rp_watch")}
+        with engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO rp_watch (ref, purpose, serial, issuer_key_id, certificate, not_after, dp_names, "
+                "status, reason, revoked_at, added_at) VALUES ('old', 'sign', 'a1', 'k', :c, '2030-01-01 00:00:00', "
+                "'', 'revoked', 'cessationOfOperation', '2026-12-01 00:00:00', '2026-11-01 00:00:00')"),
+                {"c": b"\x30"})
+            conn.execute(sa.text(
+                "INSERT INTO rp_watch_events (ref, serial, purpose, seen_at, before, after, reason, source) "
+                "VALUES ('old', 'a1', 'sign', '2026-12-01 01:00:00', 'good', 'revoked', 'cessationOfOperation', "
+                "'CRL http://x')"))
+        migrate(engine, "reader@head")
+        watch = RevocationWatch(engine, [])
+        [entry] = watch.entries()
+        assert (entry.ref, entry.status, entry.reason, entry.invalid_since) == (
+            "old", "revoked", "cessationOfOperation", None)
+        assert entry.to_dict()["invalid_since"] is None
+        [event] = watch.events()
+        assert (event.after, event.invalid_since) == ("revoked", None)
+        command.downgrade(_alembic_config(engine), "r0006")
+        for table in ("rp_watch", "rp_watch_events"):
+            assert "invalid_since" not in {c["name"] for c in sa.inspect(engine).get_columns(table)}
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM rp_watch")).scalar_one() == 1
+    finally:
+        engine.dispose()

@@ -16,7 +16,8 @@ from mcred.cli.text import fail, listing, markup_safe
 watch_app = typer.Typer(
     help="The relying party's revocation watch (失効情報の活用): its customers' JPKI "
          "certificates, swept against the CRLs or OCSP; each change (death or moving abroad, "
-         "renewal, loss, hold lifted, expiry) recorded once with what it means.",
+         "renewal, loss, hold lifted, a revocation amended to keyCompromise or to an earlier "
+         "invalidity date, expiry) recorded once with what it means.",
     no_args_is_help=True)
 
 DB = typer.Option(None, "--db", help="The relying party's database (SQLAlchemy URL, e.g. "
@@ -182,7 +183,9 @@ def sweep(via: str = typer.Option("crl", "--via", help="crl (each partition's CR
         console.print(f"swept {report.asked} certificate(s) by {via.upper()} at "
                       f"{report.at:%Y-%m-%d %H:%M:%S}Z: {len(report.changes)} change(s)")
         for c in report.changes:
-            why = ", ".join(x for x in (c.reason, _short(c.revoked_at)) if x)
+            since = _short(c.invalid_since)
+            why = ", ".join(x for x in (c.reason, _short(c.revoked_at),
+                                        f"invalid since {since}" if since else None) if x)
             console.print(f"  {markup_safe(c.ref)}  {c.purpose} {c.serial[:12]}  "
                           f"{c.before or 'new'} -> [bold]{c.after}[/]{f' ({why})' if why else ''}: "
                           f"{markup_safe(c.meaning)}", highlight=False)
@@ -252,10 +255,11 @@ def list_(ref: str | None = typer.Option(None, "--ref"),
         listing([w.to_dict() for w in found], {}, True)
         return
     listing([{"ref": w.ref, "cert": f"{w.purpose} {w.serial[:12]}", "status": w.status,
-              "reason": w.reason, "as_of": _short(w.as_of), "until": f"{w.not_after:%Y-%m-%d}",
+              "reason": w.reason, "invalid_since": _short(w.invalid_since), "as_of": _short(w.as_of),
+              "until": f"{w.not_after:%Y-%m-%d}",
               "successor": w.successor[:12] if w.successor else None, "problem": w.problem} for w in found],
             {"ref": "ref", "cert": "certificate", "status": "status", "reason": "reason",
-             "as_of": "as of", "until": "until", "successor": "linked to", "problem": "last problem"}, False)
+             "invalid_since": "invalid since", "as_of": "as of", "until": "until", "successor": "linked to", "problem": "last problem"}, False)
 
 
 @watch_app.command("events")
@@ -274,10 +278,11 @@ def events(ref: str | None = typer.Option(None, "--ref"),
         listing([c.to_dict() for c in found], {}, True)
         return
     listing([{"seen": _short(c.seen_at), "ref": c.ref, "cert": f"{c.purpose} {c.serial[:12]}",
-              "change": f"{c.before or 'new'} -> {c.after}", "reason": c.reason, "source": c.source}
+              "change": f"{c.before or 'new'} -> {c.after}", "reason": c.reason,
+              "invalid_since": _short(c.invalid_since), "source": c.source}
              for c in found],
             {"seen": "seen", "ref": "ref", "cert": "certificate", "change": "change",
-             "reason": "reason", "source": "from"}, False)
+             "reason": "reason", "invalid_since": "invalid since", "source": "from"}, False)
 
 
 @watch_app.command("remove")
