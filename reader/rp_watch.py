@@ -598,7 +598,7 @@ class RevocationWatch:
         columns = [RpWatchRow.id, RpWatchRow.ref, RpWatchRow.purpose, RpWatchRow.serial,
                    RpWatchRow.issuer_key_id, RpWatchRow.not_after, RpWatchRow.crl_url,
                    RpWatchRow.dp_names, RpWatchRow.ocsp_url, RpWatchRow.status, RpWatchRow.reason,
-                   RpWatchRow.invalid_since]
+                   RpWatchRow.invalid_since, RpWatchRow.revoked_at]
         if via == "ocsp":
             columns.append(RpWatchRow.certificate)
         query = select(*columns).where(RpWatchRow.status.not_in(FINAL)).order_by(RpWatchRow.id)
@@ -749,8 +749,12 @@ class RevocationWatch:
             for row, verdict in verdicts:
                 if (verdict.status, verdict.reason, verdict.invalid_since) == (row.status, row.reason,
                                                                                row.invalid_since):
-                    same[(row.status, row.reason, row.invalid_since, verdict.revoked_at,
-                          verdict.as_of)].append(row.id)
+                    # refreshed in batches of one (status, reason, date, evidence time): a
+                    # revocation time is the row's own, so it is set (one UPDATE each) only
+                    # where the evidence gives another than the one held, which it does not
+                    # (an amendment keeps it), and every revoked row is not an UPDATE of its own
+                    moved = verdict.revoked_at if verdict.revoked_at != row.revoked_at else _KEPT
+                    same[(row.status, row.reason, row.invalid_since, verdict.as_of, moved)].append(row.id)
                     continue
                 done = db.execute(update(RpWatchRow).where(_as_read(row)).values(
                     status=verdict.status, reason=verdict.reason, revoked_at=verdict.revoked_at,
@@ -766,16 +770,21 @@ class RevocationWatch:
                 db.add(event)
                 db.flush()
                 report.changes.append(Change.of(event))
-            for (status, reason, invalid_since, revoked_at, as_of), ids in same.items():
+            for (status, reason, invalid_since, as_of, moved), ids in same.items():
+                values = {"as_of": as_of, "checked_at": at, "problem": None}
+                if moved is not _KEPT:
+                    values["revoked_at"] = moved
                 for i in range(0, len(ids), _BATCH):
                     db.execute(update(RpWatchRow).where(
                         RpWatchRow.id.in_(ids[i:i + _BATCH]), RpWatchRow.status == status,
                         _is(RpWatchRow.reason, reason), _is(RpWatchRow.invalid_since, invalid_since),
-                    ).values(revoked_at=revoked_at, as_of=as_of, checked_at=at, problem=None))
+                    ).values(**values))
 
 
 #: Rows refreshed by one UPDATE at most (SQLite binds at most 32766 parameters).
 _BATCH = 500
+#: A refresh's revocation time when the evidence gives the one the row holds: left as it is.
+_KEPT = object()
 
 
 def _is(column, value):  # noqa: ANN001, ANN202 - a SQL condition
