@@ -9,7 +9,7 @@ constraint): registering the same card again returns the same holder; the same c
 with different data is refused. A record without a card number (a holder file, a
 ``POST /provisioning`` body) is the person its :data:`IDENTITY_FIELDS` name (``holders.identity``,
 unique; compared normalised, :func:`identity_text`: full-width or half-width digits, dashes
-and spaces are one person): registering the same person again returns the same holder, also
+and spaces, and an address's block numbers in kanji, 丁目/番地/号 or hyphens, are one person): registering the same person again returns the same holder, also
 when two registrations race. A simulated card number is 16 random digits; the simulated
 card is valid until the holder's 10th birthday after today in Japan, the 5th for a holder
 under 18 (``protocols.birthdays.card_expiry``, the rule the mdoc's card validity follows).
@@ -100,23 +100,79 @@ _DASHES = re.compile("[\u2010-\u2015\u2043\u2212\u2500\u2501]")
 #: elsewhere it is the long vowel of a word (センター, コーポ) and is kept.
 _DIGIT_CHOON = re.compile("(?<=[0-9])\u30FC(?=[0-9])")
 _SPACES = re.compile(r"\s+")
-#: The fields that hold a place (where ー between digits is a dash); in the names and the kana
-#: ー is the long vowel and is never folded.
+#: The fields that hold a place (where ー between digits is a dash, white space is dropped and
+#: the block numbers are folded, :func:`identity_text`); in the names and the kana ー is the
+#: long vowel and is never folded.
 _PLACE_FIELDS = frozenset({"address", "prefecture", "municipality"})
+#: The block units a number in an address counts (丁目, 番地, 番, 号; Hokkaido's 条 and 線,
+#: Iwate's 地割): a run of kanji numerals right before one is a number, where elsewhere it is
+#: part of a place name (四日市, 一宮, 八丁堀, 十日町) and is kept.
+_KANJI_NUMBER = re.compile("(?<![〇一二三四五六七八九十百千])([〇一二三四五六七八九十百千]+)"
+                           "(?=丁目|番地|番|号|条|線|地割)")
+_KANJI_DIGIT = {c: str(i) for i, c in enumerate("〇一二三四五六七八九")}
+#: A kanji numeral with multipliers (二十三, 十, 百五, 千二百): digits 一 to 九, each at
+#: most once before 千, 百, 十, in that order; 〇 is only positional (二〇 is 20).
+_KANJI_COUNTED = re.compile("(?:([一二三四五六七八九])?千)?(?:([一二三四五六七八九])?百)?"
+                            "(?:([一二三四五六七八九])?十)?([一二三四五六七八九])?")
+#: A block unit (or の, 1の2) between two numbers: the hyphen of 2-1-2.
+_BLOCK_JOIN = re.compile("(?<=[0-9])(?:丁目|番地の|番地|番の|番|の)(?=[0-9])")
+#: A block unit after the last number of the address: at the end of the text, or before what
+#: starts a building name written in katakana or Latin letters, or an opening bracket
+#: (2-1-2号コーポ101, 1番地(梅田ビル)). Not before a kanji, a digit or a hiragana: 1番町,
+#: 2号室, 3号棟, 1号館 keep theirs.
+_BLOCK_END = re.compile("(?<=[0-9])(?:丁目|番地|番|号)(?=$|[\u30A1-\u30FAA-Za-z(])")
+
+
+def _kanji_number(match: re.Match) -> str:
+    """A run of kanji numerals before a block unit in ASCII digits: positional (一二 is 12,
+    二〇 is 20, 〇一 is 01: digit for digit, as ASCII digits are kept) when it holds none of
+    十百千, else counted (二十三 is 23, 百五 is 105); a run that is neither (十十, 千〇五)
+    stays as it is."""
+    run = match.group(1)
+    if not any(c in "十百千" for c in run):
+        return "".join(_KANJI_DIGIT[c] for c in run)
+    counted = _KANJI_COUNTED.fullmatch(run)
+    if counted is None:
+        return run
+    value = 0
+    thousands, hundreds, tens, ones = counted.groups()
+    for digit, unit, weight in ((thousands, "千", 1000), (hundreds, "百", 100), (tens, "十", 10)):
+        if unit in run:
+            value += weight * (int(_KANJI_DIGIT[digit]) if digit else 1)
+    if ones:
+        value += int(_KANJI_DIGIT[ones])
+    return str(value)
 
 
 def identity_text(field: str, value: str) -> str:
     """The form of a text field :func:`identity_of` compares: Unicode NFKC (full-width
     digits, Latin letters, hyphen-minus and space as ASCII, half-width katakana in full width,
     CJK compatibility ideographs as their unified ideograph), the dashes NFKC leaves apart
-    folded to ``-`` (:data:`_DASHES`) and, in a place field, ー between two digits too; every
-    run of white space one space, none around. Hiragana and katakana stay apart (the kana
-    fields take either, ``protocols.cardsub``), as does ー in a name or its kana. Only the
-    identity is compared so: the record keeps the text as given."""
+    folded to ``-`` (:data:`_DASHES`); in a name or its kana every run of white space one
+    space, none around. Hiragana and katakana stay apart (the kana fields take either,
+    ``protocols.cardsub``), as does ー in a name or its kana.
+
+    A place field (:data:`_PLACE_FIELDS`) is an address written in one of the usual ways, so
+    in it, in this order: white space is dropped (北区 1-1 is 北区1-1); a run of kanji numerals
+    right before a block unit 丁目, 番地, 番, 号, 条, 線 or 地割 is its number in ASCII digits
+    (:func:`_kanji_number`: 二丁目 is 2丁目, 北一条 北1条; 四日市, 一宮, 八丁堀, 六本木 stay);
+    ー between two digits is ``-``; 丁目, 番地, 番, 番地の, 番の or の between two numbers is
+    ``-`` (2丁目1番2号, 2丁目1-2, 1番地の2, 1の2 are 2-1-2, 2-1-2, 1-2, 1-2); and 丁目, 番地, 番 or
+    号 after a number is dropped at the end of the text or before a katakana, a Latin letter
+    or ``(`` (:data:`_BLOCK_END`: 2-1-2号 is 2-1-2), kept before a kanji (2号室, 1番町: 一番町
+    is 1番町, typed either way; so 2-1-2号 梅田ビル stays apart from 2-1-2 梅田ビル). Then NFKC
+    again (a combining mark a dropped space parted from its letter joins it). The form is
+    its own form (applied twice, the same). So the same address typed otherwise is one
+    person; a space that parted two numbers no longer does (1-1 201 and 1-1201 are one
+    address), which, compared with the names, birth date and sex, still names one person.
+    Only the identity is compared so: the record keeps the text as given (revision
+    ``i0020addrnorm`` recomputed the identities)."""
     text = _DASHES.sub("-", unicodedata.normalize("NFKC", value))
-    if field in _PLACE_FIELDS:
-        text = _DIGIT_CHOON.sub("-", text)
-    return _SPACES.sub(" ", text).strip()
+    if field not in _PLACE_FIELDS:
+        return _SPACES.sub(" ", text).strip()
+    text = _KANJI_NUMBER.sub(_kanji_number, _SPACES.sub("", text))
+    text = _BLOCK_END.sub("", _BLOCK_JOIN.sub("-", _DIGIT_CHOON.sub("-", text)))
+    return unicodedata.normalize("NFKC", text)
 
 
 def identity_of(data: Mapping) -> str:

@@ -8,6 +8,26 @@ from issuer.db import Credential, Holder, Phone
 from mcred.db import make_engine, migrate
 
 
+def _i0018_identity(data: dict) -> str:
+    """The identity in i0018idnorm's form (NFKC, dashes folded, ー between digits in a place,
+    white space collapsed), as the later revisions must leave it to be compared against."""
+    import hashlib
+    import json
+    import re
+    import unicodedata
+
+    def text(field: str, value: str) -> str:
+        value = re.sub("[\u2010-\u2015\u2043\u2212\u2500\u2501]", "-", unicodedata.normalize("NFKC", value))
+        if field in ("address", "prefecture", "municipality"):
+            value = re.sub("(?<=[0-9])\u30FC(?=[0-9])", "-", value)
+        return re.sub(r"\s+", " ", value).strip()
+
+    fields = ("family_name", "given_name", "family_name_kana", "given_name_kana", "birth_date", "sex",
+              "address", "prefecture", "municipality")
+    values = [text(k, data[k]) if isinstance(data[k], str) else data[k] for k in fields]
+    return hashlib.sha256(json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
+
+
 def test_migrations_from_empty_database_create_every_table(db_url):
     engine = make_engine(db_url)
     migrate(engine)
@@ -94,7 +114,7 @@ def test_the_expiry_index_comes_and_goes_with_its_migration(db_url):
     engine.dispose()
     assert set(indexes()) == before - {"ix_credential_expiry"}
     applied, newest = schema_status(engine)
-    assert "i0013wflease" in applied and "i0019vical" in newest and applied != newest
+    assert "i0013wflease" in applied and "i0020addrnorm" in newest and applied != newest
     migrate(engine)
     assert indexes()["ix_credential_expiry"] == ["kind", "not_after"]
     assert schema_status(engine)[0] == schema_status(engine)[1]
@@ -230,7 +250,8 @@ def test_holder_identities_are_recomputed_normalised_and_a_later_same_person_los
              "address": "東京都千代田区千代田1-1 コーポ101", "prefecture": "東京都", "municipality": "千代田区"}
     wide = dict(plain, given_name="太郎\u3000一", address="東京都千代田区千代田\uff11\uff0d\uff11\u3000コーポ\uff11\uff10\uff11")
     other = dict(plain, given_name="次郎")
-    assert as_stored(plain) == identity_of(plain) != as_stored(wide)
+    assert as_stored(plain) == _i0018_identity(plain) != as_stored(wide)
+    assert _i0018_identity(wide) == _i0018_identity(plain)
     engine = make_engine(db_url)
     migrate(engine)
     command.downgrade(_alembic_config(engine), "i0017invalid")
@@ -252,4 +273,55 @@ def test_holder_identities_are_recomputed_normalised_and_a_later_same_person_los
     with engine.connect() as conn:
         got = dict(conn.execute(sa.text("SELECT id, identity FROM holders")).all())
     assert got == {"wide": as_stored(wide), "plain": None, "other": as_stored(other), "card": None}
+    engine.dispose()
+
+
+def test_holders_one_person_only_by_their_address_blocks_keep_the_oldest_identity(db_url):
+    """i0020addrnorm recomputes holders.identity with the address's white space dropped, its
+    kanji block numbers in digits and its block units folded to hyphens: a person registered
+    once as 梅田二丁目1番2号 and once as 梅田 2-1-2 were two identities; now the older keeps the
+    (new) identity and the later has none (logged); another person gets theirs in the new
+    form; a holder without one (by card number) stays without; the records keep their text.
+    The downgrade gives back i0018idnorm's identities to those that keep one."""
+    import json
+
+    from alembic import command
+
+    from issuer.holders import identity_of
+    from mcred.db import _alembic_config
+
+    kanji = {"family_name": "山田", "given_name": "太郎", "family_name_kana": "やまだ",
+             "given_name_kana": "たろう", "birth_date": "1990-04-01", "sex": 1,
+             "address": "大阪府大阪市北区梅田二丁目1番2号 コーポ梅田", "prefecture": "大阪府", "municipality": "大阪市北区"}
+    hyphens = dict(kanji, address="大阪府大阪市北区梅田 2-1-2コーポ梅田")
+    sapporo = dict(kanji, given_name="次郎", address="北海道札幌市中央区北一条西二丁目1", prefecture="北海道",
+                   municipality="札幌市中央区")
+    assert _i0018_identity(kanji) != _i0018_identity(hyphens) and identity_of(kanji) == identity_of(hyphens)
+    engine = make_engine(db_url)
+    migrate(engine)
+    command.downgrade(_alembic_config(engine), "i0019vical")
+    with engine.begin() as conn:
+        for hid, data, identity, day in (("later", hyphens, _i0018_identity(hyphens), 2),
+                                         ("older", kanji, _i0018_identity(kanji), 1),
+                                         ("other", sapporo, _i0018_identity(sapporo), 3),
+                                         ("card", kanji, None, 4)):
+            conn.execute(sa.text("INSERT INTO holders (id, data, card_number, card_expiry, created_at, identity) "
+                                 "VALUES (:i, :d, :c, '2030-01-01', :t, :n)"),
+                         {"i": hid, "d": json.dumps(data), "c": hid, "t": f"2026-12-0{day} 00:00:00", "n": identity})
+    engine.dispose()
+    migrate(engine)
+    with engine.connect() as conn:
+        got = dict(conn.execute(sa.text("SELECT id, identity FROM holders")).all())
+        stored = conn.execute(sa.text("SELECT data FROM holders WHERE id = 'older'")).scalar_one()
+    assert got == {"older": identity_of(kanji), "later": None, "other": identity_of(sapporo), "card": None}
+    assert identity_of(sapporo) != _i0018_identity(sapporo)  # recomputed, not just kept
+    assert (json.loads(stored) if isinstance(stored, str) else stored) == kanji  # its text as given
+    with engine.begin() as conn, pytest.raises(sa.exc.IntegrityError):  # one person, one record
+        conn.execute(sa.text("UPDATE holders SET identity = :i WHERE id = 'later'"), {"i": identity_of(hyphens)})
+    engine.dispose()
+    command.downgrade(_alembic_config(engine), "i0019vical")
+    engine.dispose()
+    with engine.connect() as conn:
+        got = dict(conn.execute(sa.text("SELECT id, identity FROM holders")).all())
+    assert got == {"older": _i0018_identity(kanji), "later": None, "other": _i0018_identity(sapporo), "card": None}
     engine.dispose()

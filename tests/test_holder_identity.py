@@ -1,9 +1,13 @@
 """Who one person is to the issuer's registry (``issuer.holders.identity_of``): the identity
-fields compared in one form, whatever width of digits, dashes and spaces they were typed in."""
+fields compared in one form, whatever width of digits, dashes and spaces they were typed in,
+and an address whichever usual way its block numbers were written in (kanji or digits,
+丁目/番地/号 or hyphens, a space or none)."""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
@@ -24,6 +28,14 @@ PERSON = {"family_name": "山田", "given_name": "太郎", "family_name_kana": "
     {"given_name": " 太郎\u3000", "family_name": "山田\t"},
     {"family_name_kana": "ﾔﾏﾀﾞ", "given_name_kana": "ﾀﾛｳ"},  # half-width katakana
     {"municipality": "千代田区\u3000", "prefecture": "東京都 "},
+    {"address": "東京都千代田区千代田1-1-2コーポ101"},  # in a place a space is dropped
+    {"address": "東京都 千代田区 千代田 1-1-2 コーポ 101"},
+    {"address": "東京都千代田区千代田一丁目1番2号 コーポ101"},  # kanji numerals, block units
+    {"address": "東京都千代田区千代田1丁目1番地の2コーポ101"},
+    {"address": "東京都千代田区千代田1の1の2 コーポ101"},
+    {"address": "東京都千代田区千代田一丁目一番二号コーポ101"},
+    {"address": "東京都千代田区千代田1丁目1-2号 コーポ101"},
+    {"prefecture": "東 京 都", "municipality": "千代田 区"},
 ], ids=lambda c: ",".join(c))
 def test_the_same_person_typed_otherwise_is_one_identity(changes):
     assert holders.identity_of(dict(PERSON, **changes)) == holders.identity_of(PERSON)
@@ -36,8 +48,10 @@ def test_the_same_person_typed_otherwise_is_one_identity(changes):
     {"given_name": "ター郎"},
     {"family_name_kana": "やまだ"},  # hiragana and katakana are two readings the registry keeps apart
     {"address": "東京都千代田区千代田1-1-3 コーポ101"},
-    {"address": "東京都千代田区千代田1-1-2コーポ101"},  # a space is collapsed, not dropped
     {"address": "東京都千代田区千代田1-1-2 コーポ-101"},  # ー not between digits is the word's
+    {"address": "東京都千代田区千代田1-1-2号室"},  # a unit before a kanji is kept...
+    {"address": "東京都千代田区千代田1-1-2号コーポ1"},  # ...and the building's number is its own
+    {"address": "東京都千代田区千代田11-2 コーポ101"},
     {"birth_date": "1990-04-02"},
     {"sex": 2},
 ], ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
@@ -60,3 +74,74 @@ def test_the_record_keeps_its_text_and_the_person_typed_again_is_the_same_holder
         (row,) = s.scalars(select(Holder)).all()
         assert row.data["address"] == wide["address"] and row.data["given_name"] == "太郎\u3000"
         assert row.identity == holders.identity_of(PERSON)
+
+
+#: One address written the usual ways: kanji or ASCII numbers, 丁目/番地/番/号/の or hyphens,
+#: a space or none (Osaka; Hokkaido's 条).
+UMEDA = ("大阪府大阪市北区梅田二丁目1番2号", "大阪府大阪市北区梅田2丁目1番2号", "大阪府大阪市北区梅田2-1-2",
+         "大阪府大阪市北区梅田2丁目1-2", "大阪府大阪市北区梅田2丁目1番地の2", "大阪府大阪市北区梅田2丁目1の2",
+         "大阪府大阪市北区梅田二丁目一番二号", "大阪府大阪市北区梅田２－１－２", "大阪府 大阪市北区 梅田2-1-2",
+         "大阪府大阪市北区梅田二丁目1番地2")
+SAPPORO = ("北海道札幌市中央区北一条西二丁目1", "北海道札幌市中央区北1条西2-1", "北海道札幌市中央区北1条西2丁目1番地",
+           "北海道札幌市中央区北一条西二丁目一番地")
+
+
+@pytest.mark.parametrize("variants", [UMEDA, SAPPORO, ("大阪市北区 1-1", "大阪市北区1-1", "大阪市北区一丁目1番")],
+                         ids=["umeda", "hokkaido-jo", "space"])
+def test_an_address_in_its_usual_variants_is_one_person(variants):
+    """The same address in kanji or ASCII numbers, block units or hyphens, with a space or
+    none, was a person of its own each time, escaping the one-phone rule."""
+    people = {holders.identity_of(dict(PERSON, address=a)) for a in variants}
+    assert len(people) == 1, [holders.identity_text("address", a) for a in variants]
+
+
+@pytest.mark.parametrize("text, form", [
+    ("二十三番地", "23"), ("十号", "10"), ("百五番", "105"), ("二〇丁目", "20"), ("千二百号", "1200"),
+    ("九十九番地の一号", "99-1"), ("第十一地割", "第11地割"), ("上十条一丁目", "上10条1"),
+    ("千〇五番", "千〇五番"), ("十十番", "十十番"),  # not a numeral: kept
+    ("1-2号室", "1-2号室"), ("3号棟", "3号棟"), ("1番町", "1番町"), ("一番町1-2", "1番町1-2"),
+    ("1番地(梅田ビル)", "1(梅田ビル)"), ("1-2号ABCビル", "1-2ABCビル"),
+])
+def test_block_numbers_are_folded_and_nothing_else(text, form):
+    assert holders.identity_text("address", text) == form
+
+
+@pytest.mark.parametrize("place", ["四日市市", "一宮市", "三鷹市", "八王子市", "六本木", "九段北", "十日町市",
+                                   "八丁堀", "千代田区", "九十九里町", "五反田", "三軒茶屋", "一之江"])
+def test_a_place_name_with_kanji_numerals_is_kept(place):
+    for field in ("address", "municipality", "prefecture"):
+        assert holders.identity_text(field, place) == place
+    assert holders.identity_text("address", f"東京都港区{place}六丁目10番1号") == f"東京都港区{place}6-10-1"
+
+
+def test_names_and_their_kana_are_not_addresses():
+    for field in ("family_name", "given_name", "family_name_kana", "given_name_kana"):
+        assert holders.identity_text(field, "一 二丁目 1番2号") == "一 二丁目 1番2号"
+    assert holders.identity_of(dict(PERSON, given_name="太郎 一")) != holders.identity_of(dict(PERSON, given_name="太郎一"))
+
+
+_PLACE_ALPHABET = st.sampled_from(list("〇一二三四五六七八九十百千丁目番地号条線割の町室12０-ー－ \u3000\tコーポAa(（"
+                                       "\u0301\u3099\u309b\u00a8ﾞｰ東京都") + ["丁目", "番地", "地割"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(sorted(holders._PLACE_FIELDS)),
+       st.one_of(st.lists(_PLACE_ALPHABET, max_size=16).map("".join), st.text(max_size=24)))
+def test_the_place_form_is_its_own_form_and_never_raises(field, text):
+    once = holders.identity_text(field, text)
+    assert holders.identity_text(field, once) == once
+
+
+def test_the_second_variant_of_a_person_finds_the_first_holder(engine):
+    """Registered from holder files with the address typed two ways, the person is one
+    holder: the second registration returns the first, whose record keeps its text."""
+    sessions = sessionmaker(engine)
+    kanji = dict(PERSON, address="大阪府大阪市北区梅田二丁目1番2号 コーポ梅田", prefecture="大阪府", municipality="大阪市北区")
+    first = holders.register(sessions, kanji)
+    hyphens = dict(kanji, address="大阪府大阪市北区梅田2-1-2コーポ梅田", municipality="大阪市 北区")
+    assert holders.registered(sessions, hyphens) == first
+    assert holders.register(sessions, hyphens) == first
+    assert holders.registered(sessions, dict(kanji, address="大阪府大阪市北区梅田2-1-3コーポ梅田")) is None
+    with sessions() as s:
+        (row,) = s.scalars(select(Holder)).all()
+        assert row.data["address"] == kanji["address"] and row.data["municipality"] == "大阪市北区"

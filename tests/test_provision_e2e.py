@@ -899,6 +899,28 @@ def test_the_same_person_typed_in_full_width_is_the_same_holder_and_a_second_pho
     assert other and len(_holders(ctx)) == 2
 
 
+def test_the_same_address_in_other_block_notation_is_the_same_holder_and_a_second_phone_a_handover(ctx, tmp_path):
+    """An address is written with kanji or ASCII block numbers, 丁目/番/号 or hyphens, a space
+    or none: the same person with 梅田二丁目1番2号 once and 梅田 2-1-2 again was two holders,
+    and their second phone escaped the one-phone rule. Refused, naming `mcred handover`; the
+    registered record keeps its text as it was given."""
+    osaka = {"address": "大阪府大阪市北区梅田二丁目1番2号", "prefecture": "大阪府", "municipality": "大阪市北区"}
+    first = _cli_provisioned(ctx, tmp_path, **osaka)
+    (holder,) = _holders(ctx)
+    second = wallet_sim.create_phone(ctx.home)
+    f = tmp_path / "hyphens.json"
+    f.write_text(json.dumps(dict(HOLDER, **dict(osaka, address="大阪府大阪市北区梅田 2-1-2")), ensure_ascii=False),
+                 encoding="utf-8")
+    r = CliRunner().invoke(app, ["provision", "--phone", second, "--holder", str(f), "--json"])
+    assert r.exit_code == 2, r.output
+    said = json.loads(r.output)["error"]
+    assert f"holder {holder} has live credentials on phone {first}" in said
+    assert f"mcred handover --phone {first} --to ID" in said
+    assert _holders(ctx) == [holder] and rows(ctx, second) == []
+    with ctx.sessions() as s:
+        assert s.get(Holder, holder).data["address"] == osaka["address"]
+
+
 def test_a_registered_holder_without_live_credentials_is_provisioned_again_as_themselves(ctx, tmp_path):
     """The same person provisioned again once nothing of theirs is live (the phone revoked,
     lost for good) is the registered holder, not a new one; another person is a new one;
