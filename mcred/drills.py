@@ -50,7 +50,8 @@ from mcred.timestamps import Stamper, time_stamp_authority, wait_clear_of_stamp
 from protocols import cose, mdoc
 from protocols.cardsub import parse_holder
 
-SCENARIOS = ("model_change", "resale", "lost_found", "lost_not_found", "renewal", "cert_renewal", "moved", "death",
+SCENARIOS = ("model_change", "resale", "lost_found", "lost_not_found", "stolen", "renewal", "cert_renewal", "moved",
+             "death",
              "pin_lock", "puk_lock", "abandoned", "ds_compromise", "kloc_compromise", "iaca_rollover")
 #: the issuer-wide scenarios: every phone a subject, no bystander
 WHOLE = ("ds_compromise", "kloc_compromise", "iaca_rollover")
@@ -817,6 +818,58 @@ def lost_not_found(env: Env, i: int) -> SubjectReport:
     return rep
 
 
+def stolen(env: Env, i: int) -> SubjectReport:
+    """盗難: the phone is taken, and whoever took it, knowing the signing password, signs a
+    document with a time-stamp before the holder reports the loss (a hold), which is then
+    confirmed (``lost_confirmed``: cessationOfOperation). The relying party accepts the
+    thief's signature: it was time-stamped before the certificate became invalid (the
+    hold's time is its invalidity date). Then the theft and its time come to light, and the
+    operator amends the revocation (``mcred revoke --reason keyCompromise --invalid-since``;
+    specs/revocation.md, "Amending a revocation"): the relying party refuses the thief's
+    signature (OCSP: keyCompromise, invalid since the theft) and its CRL watch reports the
+    amendment, each measured from the amendment; the revocation's time stays that of the
+    confirmation. The mdoc, INVALID since the confirmation, stays so."""
+    from issuer import revocation
+
+    rep = SubjectReport(phone="")
+    r = _new_subject(env, rep, i, "st")
+    captured = _capture(env, rep, r)
+    stolen_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    time.sleep(1.0)  # the thief's time-stamp in a second after the theft's (the CRL says seconds)
+    thief = rep.timed("the thief signs, with a time-stamp", lambda: env.sign(r.phone_id, r.password, timestamp=True))
+    wait_clear_of_stamp(time.monotonic())  # the hold, later, is told apart from the thief's stamp
+    t0 = time.perf_counter()
+    _run_workflow(env, rep, "lost_hold", r.holder_id, old=r.phone_id)
+    _propagate(env, rep, captured, t0, "SUSPENDED", "certificateHold")
+    t1 = time.perf_counter()
+    _run_workflow(env, rep, "lost_confirmed", r.holder_id, old=r.phone_id)
+    confirmed = SubjectReport(phone=r.phone_id)
+    _propagate(env, confirmed, captured, t1, "revoked (INVALID)", "cessationOfOperation")
+    rep.final["confirmed_reader_s"] = confirmed.reader_propagation_s
+    rep.final["confirmed_ocsp_s"] = confirmed.ocsp_propagation_s
+    ok, why = env.rp_revocation(thief)
+    _require(ok and "after the signature's time-stamp" in why,
+             f"{r.phone_id}: the thief's signature, stamped before the hold, is not accepted before the "
+             f"amendment: {why}")
+    rep.final["thief_signature_before_amendment"] = "accepted: time-stamped before the hold (its invalidity date)"
+    t2 = time.perf_counter()
+    changes = rep.timed("amend to keyCompromise (mcred revoke --invalid-since)", lambda: revocation.revoke(
+        env.ctx.sessions, r.phone_id, "keyCompromise", "all", actor="drill", invalid_since=stolen_at))
+    _require(changes and all(c.amended_from == "cessationOfOperation" for c in changes),
+             f"{r.phone_id}: the amendment changed {[(c.kind, c.amended_from, c.reason) for c in changes]}")
+    sub = SubjectReport(phone=r.phone_id)
+    # the thief's signature is the one shown now: refused once the amendment is seen
+    response, st, _cms = captured
+    _propagate(env, sub, (response, st, thief), t2, None, "keyCompromise")
+    rep.final["amended_ocsp_s"] = sub.ocsp_propagation_s
+    rep.final["amended_watch_s"] = sub.watch_propagation_s
+    rep.final["thief_signature_after_amendment"] = sub.ocsp_reason
+    rep.final["watch_after_amendment"] = sub.watch_reason
+    ok, why = env.reader_verdict(response, st)
+    _require(not ok and "INVALID" in why, f"{r.phone_id}: the captured presentation after the amendment: {why}")
+    return rep
+
+
 def renewal(env: Env, i: int) -> SubjectReport:
     """カードの更新: the holder gets a new card (new number, new expiry); everything on the
     phone is superseded and issued anew from it (mcred.handover_actions.renew_card)."""
@@ -1374,7 +1427,7 @@ def abandoned(env: Env, i: int) -> SubjectReport:
 
 SUBJECTS: dict[str, Callable[[Env, int], SubjectReport]] = {
     "model_change": model_change, "resale": resale, "lost_found": lost_found,
-    "lost_not_found": lost_not_found, "renewal": renewal, "cert_renewal": cert_renewal, "moved": moved,
+    "lost_not_found": lost_not_found, "stolen": stolen, "renewal": renewal, "cert_renewal": cert_renewal, "moved": moved,
     "death": death,
     "pin_lock": pin_lock,
     "puk_lock": puk_lock, "abandoned": abandoned,

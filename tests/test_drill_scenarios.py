@@ -18,7 +18,7 @@ from mcred.context import Context
 from mcred.drills import SCENARIOS, WHOLE, Env, render_markdown, run_drill
 
 WORDS = {"model_change": "cessationOfOperation", "resale": "cessationOfOperation",
-         "lost_found": "certificateHold", "lost_not_found": "certificateHold",
+         "lost_found": "certificateHold", "lost_not_found": "certificateHold", "stolen": "certificateHold",
          "renewal": "superseded", "cert_renewal": "superseded", "moved": "superseded", "death": "affiliationChanged", "abandoned": "cessationOfOperation"}
 
 
@@ -61,7 +61,7 @@ def test_scenario(env, scenario):
         assert "## cert_renewal: PASSED" in md and "superseded" in md
         return
     assert WORDS[scenario] in subject.ocsp_reason
-    assert ("SUSPENDED" if "lost" in scenario else "INVALID") in subject.reader_reason
+    assert ("SUSPENDED" if "lost" in scenario or scenario == "stolen" else "INVALID") in subject.reader_reason
     # a reader holding a cached list sees the change within its ttl plus the workflow's time
     assert 0 < subject.reader_propagation_s and 0 < subject.ocsp_propagation_s
     # ... and so does a relying party sweeping the CRL for its customers' certificates
@@ -83,6 +83,15 @@ def test_scenario(env, scenario):
         assert subject.final["filing_signed_before_move"].startswith("accepted: XAdES B-T")  # the test extra has xml
     if scenario == "lost_found":
         assert "cessationOfOperation" in subject.final["old_signature_after_found"]
+    if scenario == "stolen":
+        # the thief's signature, time-stamped after the theft and before the hold, passed until
+        # the revocation was amended to keyCompromise with the theft's time; then OCSP refused
+        # it and the CRL watch reported the amendment, within the deadline
+        assert subject.final["thief_signature_before_amendment"].startswith("accepted")
+        assert "keyCompromise" in subject.final["thief_signature_after_amendment"]
+        assert "keyCompromise" in subject.final["watch_after_amendment"]
+        deadline = env.ttl + 30
+        assert 0 < subject.final["amended_ocsp_s"] < deadline and 0 < subject.final["amended_watch_s"] < deadline
     md = render_markdown([report])
     assert f"## {scenario}: PASSED" in md and subject.phone in md
 

@@ -340,7 +340,7 @@ def handover_cmd(
 
 
 def drill_cmd(
-    scenario: str = typer.Argument(..., help="model_change | resale | lost_found | lost_not_found | "
+    scenario: str = typer.Argument(..., help="model_change | resale | lost_found | lost_not_found | stolen | "
                                              "renewal (カードの更新) | cert_renewal (電子証明書の更新) | moved | death | "
                                              "pin_lock | puk_lock | abandoned | ds_compromise | kloc_compromise | "
                                              "iaca_rollover | all"),
