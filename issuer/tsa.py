@@ -100,7 +100,7 @@ class TimeStampAuthority:
     crl_url: str | None = None
     _unit: tsp.TsaUnit | None = field(default=None, init=False, repr=False)
     _unit_read: Stamp = field(default=NEVER, init=False, repr=False)
-    _crl: tuple[bytes, Stamp] | None = field(default=None, init=False, repr=False)
+    _crl: tuple[bytes, Stamp, tuple] | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def _rows(self, purpose: str) -> list[IssuerKey]:
@@ -245,18 +245,30 @@ class TimeStampAuthority:
 
     def crl(self) -> bytes:
         """The root's CRL (DER): every revoked unit with its time and reason; cRLNumber the
-        time in seconds (it only grows), nextUpdate a day later. Made again when
+        time in seconds (it only grows), nextUpdate a day later. Made again when the revoked
+        units in the registry are not those it lists (a revocation or an amendment by any
+        process on the database: one small read a request, so that a keyCompromise reaches
+        every worker's CRL at once, where each kept its own for up to a minute), or when
         :data:`CRL_REMAKE_SECONDS` have passed, by the monotonic clock or by the wall clock
         (after a suspend the monotonic one has not counted the night, and a CRL kept by it
-        alone was served past its nextUpdate), or this process revoked a unit (a public
-        route must not sign on every request)."""
+        alone was served past its nextUpdate). A public route must not sign on every request."""
         now = self.clock()
+        listed = self._revoked_units()
         cached = self._crl
-        if cached is not None and cached[1].age(now) < CRL_REMAKE_SECONDS:
+        if cached is not None and cached[2] == listed and cached[1].age(now) < CRL_REMAKE_SECONDS:
             return cached[0]
         der = self._make_crl(now)
-        self._crl = (der, Stamp.now(now))
+        self._crl = (der, Stamp.now(now), listed)
         return der
+
+    def _revoked_units(self) -> tuple:
+        """What the root's CRL lists, as the registry has it now: each revoked unit's label,
+        time and reason."""
+        with self.sessions.begin() as s:
+            return tuple(tuple(r) for r in s.execute(
+                select(IssuerKey.label, IssuerKey.revoked_at, IssuerKey.revocation_reason)
+                .where(IssuerKey.purpose == "tsa-unit", IssuerKey.revoked_at.is_not(None))
+                .order_by(IssuerKey.label)))
 
     def _make_crl(self, now: dt.datetime) -> bytes:
         root, root_label = self._root()

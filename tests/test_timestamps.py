@@ -643,6 +643,34 @@ def test_a_unit_revoked_then_found_compromised_is_amended(home, tmp_path):
     assert doc == {"unit": "tsa-unit-2", "serial": doc["serial"], "reason": "keyCompromise", "changed": False}
 
 
+def test_every_process_serves_a_unit_revocation_and_its_amendment_at_once(home, db_url):
+    """Two API processes on one database (mcred serve --workers 2): a unit revoked, or its
+    revocation amended, through one is on the other's root CRL at its next request. Each
+    process kept the CRL it had made for a minute, so a relying party asking the other one
+    was told nothing of a keyCompromise for that long."""
+    from cryptography import x509
+
+    from issuer.tsa import TimeStampAuthority
+
+    ctx = Context.open(home, db_url)
+    one = TimeStampAuthority(ctx.sessions, ctx.keystore, crl_url="http://tsa.test/tsa/root.crl")
+    other = TimeStampAuthority(ctx.sessions, ctx.keystore, crl_url="http://tsa.test/tsa/root.crl")
+    token = tsp.token_of_response(one.respond(tsp.build_request(tsp.digest("sha256", CONTENT))))
+    serial = tsp.verify_token(token, data=CONTENT, roots=one.roots()).tsa_certificate.serial_number
+
+    def listed(authority) -> x509.ReasonFlags | None:
+        entry = x509.load_der_x509_crl(authority.crl()).get_revoked_certificate_by_serial_number(serial)
+        return None if entry is None else entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+
+    assert listed(other) is None  # made and kept before the revocation
+    one.revoke_unit("tsa-unit-1", "superseded")
+    assert listed(other) is x509.ReasonFlags.superseded
+    kept = other.crl()
+    assert other.crl() == kept  # nothing changed: the CRL made is served again, not signed anew
+    one.revoke_unit("tsa-unit-1", "keyCompromise")
+    assert listed(other) is x509.ReasonFlags.key_compromise
+
+
 def test_tsa_verify_refuses_a_revoked_units_time_stamps(tmp_path):
     """`mcred tsa verify` asks the unit's root CRL, as `mcred jpki verify` does for a
     signature's time-stamp: after `mcred tsa revoke ... --reason keyCompromise` a reply of
