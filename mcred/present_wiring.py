@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from reader.http import ReaderService
     from reader.relying_party import RelyingPartyService
     from reader.sessions import AesGcmSealer
+    from reader.vical_memory import SqlVicalMemory
 
 
 WALLET_STATE_FILE = "wallet.json"
@@ -177,7 +178,11 @@ class ReloadingVerifier:
     :class:`ReaderServeError`, a VICAL that goes back from ``held``, the last one this
     verifier took (:func:`reader.trust.check_vical_succession`). That memory is kept here,
     not in a trust store, since every reload builds a new store: :attr:`vical` (``vical``:
-    that of ``initial``) outlives them. ``fetch`` fetches a VICAL URL (:func:`read_vical`);
+    that of ``initial``) outlives them, in this process only. A reader with a database
+    (``--db``) also has its ``rebuild`` judge the VICAL against the last one any reader of
+    that database took and record it there (:class:`reader.vical_memory.SqlVicalMemory`,
+    :meth:`ReaderServeConfig.parts`): what it goes back from is then the newer of the two, and
+    a restarted reader or a new worker refuses a replayed VICAL too. ``fetch`` fetches a VICAL URL (:func:`read_vical`);
     ``fetched``: the bytes ``initial`` was built from, not fetched again."""
 
     def __init__(self, build: Callable[[], ReaderPipeline], files: Sequence[Path | str], *,
@@ -374,13 +379,17 @@ class ReaderServeConfig:
         m = json.loads(text)
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in m.items()})
 
-    def parts(self, *, vical_bytes: bytes | None = None, held_vical: VicalImport | None = None) -> ReaderParts:
+    def parts(self, *, vical_bytes: bytes | None = None, held_vical: VicalImport | None = None,
+              vical_memory: SqlVicalMemory | None = None) -> ReaderParts:
         """The pipeline, the request, readerAuth's signer and chain, the JPKI roots and the
         VICAL imported, as every reader of these settings uses them (the service, and a tap
         over NFC). ``vical_bytes``: the ``--vical`` already read or fetched (not read again);
-        ``held_vical``: the VICAL the reader took before, which this one may not go back from
-        (:func:`reader.trust.check_vical_succession`). Raises :class:`ReaderServeError`
-        naming what is wrong."""
+        ``held_vical``: the VICAL this process took before, which this one may not go back
+        from (:func:`reader.trust.check_vical_succession`); ``vical_memory``: the reader's
+        database, whose last VICAL taken (by any process on it) this one may not go back from
+        either, and where it is recorded as taken, all else being usable (the row only moves
+        forward; without one, this process's ``held_vical`` is the only memory). Raises
+        :class:`ReaderServeError` naming what is wrong."""
         from reader.trust import TrustError
 
         for name, value, most in (("--skew", self.skew, _DAY), ("--max-offline-age", self.max_offline_age, _YEAR),
@@ -427,7 +436,29 @@ class ReaderServeConfig:
                                    skew=dt.timedelta(seconds=self.skew), require_status=self.require_status,
                                    ds_crl=(not self.offline) if self.ds_crl is None else self.ds_crl,
                                    ds_crl_max_age=dt.timedelta(seconds=self.ds_crl_max_age))
+        if vical is not None and vical_memory is not None:
+            vical = self._remember(vical, vical_memory)
         return ReaderParts(pipeline, spec, signer, chain, rp_roots, self.reader_auth_all, vical)
+
+    def _remember(self, vical: VicalImport, memory: SqlVicalMemory) -> VicalImport:
+        """``vical`` judged against the reader database's last VICAL of its provider and
+        recorded there as taken (:meth:`reader.vical_memory.SqlVicalMemory.take`)."""
+        from reader.trust import TrustError
+        from reader.vical_memory import VicalMemoryError
+
+        where = f"--db {_redacted(self.db)}" if self.db else "the reader's database"
+        try:
+            return memory.take(vical)
+        except TrustError as exc:
+            try:
+                taken = memory.taken_at(vical.provider)
+            except VicalMemoryError:
+                taken = None
+            when = f" at {taken.isoformat()}" if taken is not None else ""
+            raise ReaderServeError(f"--vical {self.vical}: {exc}; held in {where}, taken by a reader "
+                                   f"on that database{when}") from None
+        except VicalMemoryError as exc:
+            raise ReaderServeError(f"{where}: {exc}") from None
 
     def _second_edition(self, spec: RequestSpec, store: TrustStore) -> RequestSpec:
         """``spec`` with the second edition's requestInfo these settings ask for."""
@@ -459,24 +490,8 @@ class ReaderServeConfig:
         from reader.http import ReaderService  # the service's stack: the web framework
         from reader.relying_party import RelyingPartyService, load_roots
 
-        fetched: dict[str, bytes] = {}
-        if self.vical is not None and is_url(self.vical):  # fetched once: what is built and what is watched
-            try:
-                fetched[self.vical] = read_vical(self.vical)
-            except ValueError as exc:
-                raise ReaderServeError(str(exc)) from exc
-        parts = self.parts(vical_bytes=fetched.get(self.vical or ""))
-        pipeline, spec, signer, chain, rp_roots = parts[:5]
-        store = pipeline.trust
-        files = [*self.trust, *([self.vical] if self.vical else []), *self.vical_trust]
-        if files:  # trust files put in place while it runs are taken (ReloadingVerifier)
-            def rebuild(got: Mapping[str, bytes], held: VicalImport | None) -> ReaderParts:
-                return self.parts(vical_bytes=got.get(self.vical or ""), held_vical=held)
-
-            pipeline = ReloadingVerifier(lambda: self.parts().pipeline, files, initial=pipeline, rebuild=rebuild,
-                                         fetched=fetched, vical=parts.vical)
         engine = None
-        if self.db is not None:
+        if self.db is not None:  # first: it keeps the last VICAL taken, which the one fetched may not go back from
             from mcred.db import make_engine, migrate
 
             try:
@@ -484,6 +499,27 @@ class ReaderServeConfig:
                 migrate(engine, "reader@head")  # the reader's own table; no issuer's, no TSM's
             except Exception as exc:  # noqa: BLE001 - any driver's error: the URL is unusable
                 raise ReaderServeError(f"--db {_redacted(self.db)}: {type(exc).__name__}: {exc}") from exc
+        memory = None
+        if engine is not None and self.vical is not None:
+            from reader.vical_memory import SqlVicalMemory
+
+            memory = SqlVicalMemory(engine)
+        fetched: dict[str, bytes] = {}
+        if self.vical is not None and is_url(self.vical):  # fetched once: what is built and what is watched
+            try:
+                fetched[self.vical] = read_vical(self.vical)
+            except ValueError as exc:
+                raise ReaderServeError(str(exc)) from exc
+        parts = self.parts(vical_bytes=fetched.get(self.vical or ""), vical_memory=memory)
+        pipeline, spec, signer, chain, rp_roots = parts[:5]
+        store = pipeline.trust
+        files = [*self.trust, *([self.vical] if self.vical else []), *self.vical_trust]
+        if files:  # trust files put in place while it runs are taken (ReloadingVerifier)
+            def rebuild(got: Mapping[str, bytes], held: VicalImport | None) -> ReaderParts:
+                return self.parts(vical_bytes=got.get(self.vical or ""), held_vical=held, vical_memory=memory)
+
+            pipeline = ReloadingVerifier(lambda: self.parts(vical_memory=memory).pipeline, files, initial=pipeline,
+                                         rebuild=rebuild, fetched=fetched, vical=parts.vical)
         sealer = None
         if engine is not None:
             from reader.sessions import AesGcmSealer

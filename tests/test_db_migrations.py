@@ -72,6 +72,7 @@ def test_the_migrated_schema_is_the_one_the_models_declare(db_url):
     import issuer.jpki.models
     import issuer.mdoc.models  # noqa: F401 - their tables join IssuerBase's metadata
     import reader.rp_watch  # noqa: F401 - its tables join ReaderBase's metadata
+    import reader.vical_memory  # noqa: F401 - its table joins ReaderBase's metadata
     from issuer.db import IssuerBase
     from reader.sessions import ReaderBase
     from tsm.db import TsmBase
@@ -325,3 +326,34 @@ def test_holders_one_person_only_by_their_address_blocks_keep_the_oldest_identit
         got = dict(conn.execute(sa.text("SELECT id, identity FROM holders")).all())
     assert got == {"older": _i0018_identity(kanji), "later": None, "other": _i0018_identity(sapporo), "card": None}
     engine.dispose()
+
+
+def test_a_reader_database_at_r0007_gets_its_vical_memory(db_url):
+    """r0008 adds reader_vicals (the last VICAL taken per provider) to a reader database made
+    at r0007: its sessions are kept, the table starts empty (the first VICAL fetched is taken,
+    as before), and the downgrade drops it."""
+    from alembic import command
+
+    from mcred.db import _alembic_config
+    from reader.trust import VicalImport
+    from reader.vical_memory import SqlVicalMemory
+
+    engine = make_engine(db_url)
+    try:
+        command.upgrade(_alembic_config(engine), "r0007")
+        assert "reader_vicals" not in sa.inspect(engine).get_table_names()
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO reader_sessions (id, created_at, state, transcript) "
+                                 "VALUES ('s1', '2026-12-07 00:00:00', 'done', :t)"), {"t": b"\x80"})
+        migrate(engine, "reader@head")
+        memory = SqlVicalMemory(engine)
+        assert memory.held("MCRED") is None
+        taken = VicalImport("MCRED", dt.datetime(2026, 12, 7, tzinfo=dt.UTC), 2**40, 1, (), b"\x01" * 32)
+        assert memory.take(taken) == taken
+        assert memory.held("MCRED").issue_id == 2**40
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM reader_sessions")).scalar_one() == 1
+        command.downgrade(_alembic_config(engine), "r0007")
+        assert "reader_vicals" not in sa.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()

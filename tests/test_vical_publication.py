@@ -8,6 +8,7 @@ imported it verifies mdocs of a staged IACA once the rollover starts it."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -333,3 +334,67 @@ def test_every_process_serves_the_same_vical_and_its_issue_id_never_goes_back(wo
         taken = TrustStore().import_vical(data, vical_anchors=cas, now=_payload(data)["date"], held=held)
         check_vical_succession(held, taken)
         held = taken
+
+
+def test_a_reader_with_a_database_refuses_at_start_a_vical_older_than_one_a_reader_of_it_took(world, tmp_path, db_url):  # noqa: F811
+    """`mcred reader serve --vical URL --db URL`: the last VICAL taken is kept in the reader's
+    database (``reader_vicals``), so a restarted reader, or another worker on the database,
+    refuses at start a replayed older VICAL (still before its nextUpdate, listing what the
+    issuer has since changed) with a precise error, and takes a later one; a reader started
+    before, on a reload, is refused what goes back from the row though not from its own
+    memory; without ``--db`` the memory is the process's only, and a fresh reader takes the
+    replayed one."""
+    from mcred.present_wiring import ReaderServeConfig, ReaderServeError
+
+    svc, _sessions, clock, client = world
+    first_vical = client.get("/trust/vical").content
+    svc.stage_iaca()
+    second_vical = client.get("/trust/vical").content
+    third_vical = svc.vical(now=clock.now + dt.timedelta(hours=2))
+    id1, id2, id3 = (_payload(v)["vicalIssueID"] for v in (first_vical, second_vical, third_vical))
+    assert id1 < id2 < id3
+    ca = tmp_path / "vical-ca.pem"
+    ca.write_bytes(client.get("/trust/vical-ca.pem").content)
+    published = _Published(second_vical)
+    with _served(published.app()) as url:
+        config = ReaderServeConfig(vical=f"{url}/trust/vical", vical_trust=(str(ca),), db=db_url)
+        service, _rp, _what = config.build()  # the first reader: N+1 taken, and kept in the database
+        assert service.verifier.vical.issue_id == id2
+
+        published.body = first_vical  # replayed to a freshly started reader (a restart, a new worker)
+        with pytest.raises(ReaderServeError) as refused:
+            config.build()
+        said = str(refused.value)
+        assert f"vicalIssueID {id1} goes back from {id2}" in said and "--db" in said, said
+        # without a database a fresh reader has nothing to go back from: memory only, as before
+        alone, _rp, _what = dataclasses.replace(config, db=None).build()
+        assert alone.verifier.vical.issue_id == id1
+
+        published.body = third_vical  # the issuer's next VICAL is taken, and moves the row on
+        later, _rp, _what = config.build()
+        assert later.verifier.vical.issue_id == id3
+        published.body = second_vical  # then N+1 goes back from what the database holds
+        with pytest.raises(ReaderServeError, match=f"vicalIssueID {id2} goes back from {id3}"):
+            config.build()
+
+        # a reader started before (it holds N+1) reloads: the issue ID of N+2 over other content
+        # goes forward from its memory, not from the database's row, and is refused
+        from test_reader_trust_reload import Ticks
+
+        from issuer.mdoc.txn import run_transaction
+
+        verifier, ticks = service.verifier, Ticks()
+        verifier._monotonic, verifier._checked = ticks, 0.0
+        signer, _ca = run_transaction(svc.sessions, lambda s: svc.pki.vical_signer(s, clock.now))
+        payload = _payload(third_vical)
+        payload["certificateInfos"] = payload["certificateInfos"][:1]
+        published.body, ticks.t = sign_vical(cbor.dumps(payload), signer.signer, [signer.der]), 31.0
+        verifier.trust()
+        verifier.refresher.join(10)
+        assert verifier.reloads == 0 and verifier.vical.issue_id == id2
+        assert f"vicalIssueID {id3} is that of the VICAL held but its content differs" in verifier.last_error
+        assert "--db" in verifier.last_error
+        published.body, ticks.t = third_vical, 62.0  # N+2 itself: taken, the row as it was
+        verifier.trust()
+        verifier.refresher.join(10)
+        assert verifier.reloads == 1 and verifier.vical.issue_id == id3 and verifier.last_error is None
