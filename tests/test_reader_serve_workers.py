@@ -102,8 +102,9 @@ def test_two_workers_share_the_sessions_through_the_database(iaca_pem, db_url):
                                         "AND e_reader_key IS NULL")).scalar_one()
     finally:
         engine.dispose()
-    # the reader's tables (its relying party's watch list included), nobody else's
-    assert names == {"reader_sessions", "rp_challenges", "rp_watch", "rp_watch_events", "alembic_version"}
+    # the reader's tables (its relying party's watch list and the last VICAL taken included), nobody else's
+    assert names == {"reader_sessions", "rp_challenges", "rp_watch", "rp_watch_events", "reader_vicals",
+                     "alembic_version"}
     assert done == PRESENTATIONS + CROSS_DEVICE
 
 
