@@ -128,6 +128,39 @@ def test_a_phone_record_that_cannot_be_read_is_the_phones_typed_error(phone, con
     assert wallet_sim.describe(phone["id"], phone["home"])["model"] == "mcred-sim-1"
 
 
+def _app_state(state: dict, aid: bytes) -> dict:
+    return next(a for a in state["applications"] if a["aid"] == aid)["state"]
+
+
+_JPKI_SECRET = lambda s: next(iter(_app_state(s, JPKI_AID)["secrets"].values()))  # noqa: E731
+_MDOC_SLOTS = lambda s: _app_state(s, MDOC_AID)["slots"]  # noqa: E731
+
+
+@pytest.mark.parametrize("broken, change", [
+    # what hypothesis found: False passed 0 <= tries <= 3, and the next save could not keep it
+    (JPKI_AID, lambda s: _JPKI_SECRET(s).__setitem__("tries_left", False)),
+    (JPKI_AID, lambda s: _JPKI_SECRET(s).__setitem__("salt", False)),  # bytes(False) is b""
+    (JPKI_AID, lambda s: _JPKI_SECRET(s).__setitem__("digest", 10**12)),  # bytes(10**12): a terabyte
+    (JPKI_AID, lambda s: next(iter(_app_state(s, JPKI_AID)["keys"].values())).__setitem__("spki", 3)),
+    (MDOC_AID, lambda s: _MDOC_SLOTS(s).__setitem__(True, _MDOC_SLOTS(s).pop(0))),
+    (MDOC_AID, lambda s: _MDOC_SLOTS(s)[0].__setitem__("issuer_signed", 10**12)),
+], ids=["tries-bool", "salt-bool", "digest-int", "spki-int", "slot-bool", "credential-int"])
+def test_an_applet_state_of_another_type_is_refused_at_its_restore(phone, broken, change):
+    """An applet's state is checked by the applet when the SE restores it: a field of another
+    type than it writes (a boolean for a counter or a slot number, an integer for bytes)
+    makes that applet answer 6F00 (its SELECT too), the other applet works, and every command
+    gets an answer: none raises half way (as the save after a command did, on a boolean it
+    could not keep)."""
+    _put(phone, _with(phone["raw"], change))
+    se = wallet_sim.open_secure_element(phone["id"], phone["home"])
+    for apdu in APDUS:
+        answer = se.transmit(apdu)
+        assert type(answer) is bytes and len(answer) >= 2
+    for aid in (JPKI_AID, MDOC_AID):
+        sw = se.transmit(bytes([0x00, 0xA4, 0x04, 0x00, len(aid)]) + aid)[-2:]
+        assert sw == (bytes.fromhex("6F00") if aid == broken else bytes.fromhex("9000")), (aid.hex(), sw.hex())
+
+
 # --- any mutation --------------------------------------------------------------------------
 
 #: values of every CBOR type (and the Python types cbor2 decodes to) to put where another was

@@ -66,6 +66,7 @@ from wallet_sim.applets._apdu import (
     tlv_map,
 )
 from wallet_sim.applets._perso import SL_C_DECRYPTION, BlockAssembler, dgi, parse_dgis
+from wallet_sim.applets._state import state_bytes, state_int
 from wallet_sim.applets.errors import AppletStateError, StatusError
 from wallet_sim.se.applet import Applet, CommandContext
 
@@ -731,8 +732,10 @@ def _load_state(raw: object) -> JpkiState:
         for slot, k in raw["keys"].items():
             if slot not in SLOT_NAMES or k["algorithm"] not in ALG_BY_NAME:
                 raise AppletStateError(f"JPKI state: bad key slot {slot!r}")
-            _keys.check_pair(k["algorithm"], bytes(k["pkcs8"]), bytes(k["spki"]))
-            keys[slot] = KeySlot(k["algorithm"], bytes(k["pkcs8"]), bytes(k["spki"]))
+            pkcs8 = state_bytes(k["pkcs8"], f"JPKI state: key slot {slot!r} pkcs8")
+            spki = state_bytes(k["spki"], f"JPKI state: key slot {slot!r} spki")
+            _keys.check_pair(k["algorithm"], pkcs8, spki)
+            keys[slot] = KeySlot(k["algorithm"], pkcs8, spki)
         certs = {}
         for fid, der in raw["certs"].items():
             if fid not in CERT_EFS or not isinstance(der, bytes):
@@ -742,10 +745,11 @@ def _load_state(raw: object) -> JpkiState:
         for ref, x in raw["secrets"].items():
             if ref not in MAX_TRIES or x["max_tries"] != MAX_TRIES[ref]:
                 raise AppletStateError(f"JPKI state: bad secret {ref!r}")
-            if not 0 <= x["tries_left"] <= x["max_tries"]:
-                raise AppletStateError(f"JPKI state: bad retry counter for {ref!r}")
             secrets[ref] = Secret(
-                x["max_tries"], x["tries_left"], bytes(x["salt"]), bytes(x["digest"])
+                x["max_tries"],
+                state_int(x["tries_left"], f"JPKI state: retry counter of {ref!r}", 0, x["max_tries"]),
+                state_bytes(x["salt"], f"JPKI state: salt of {ref!r}"),
+                state_bytes(x["digest"], f"JPKI state: digest of {ref!r}"),
             )
         if set(secrets) != set(MAX_TRIES):
             raise AppletStateError("JPKI state: secrets missing")

@@ -49,6 +49,7 @@ from wallet_sim.applets._apdu import (
     tlv_map,
 )
 from wallet_sim.applets._perso import BlockAssembler, dgi, parse_dgis
+from wallet_sim.applets._state import state_bytes
 from wallet_sim.applets.errors import AppletStateError, StatusError
 from wallet_sim.se.applet import Applet, CommandContext
 
@@ -195,11 +196,12 @@ class MdocApplet(Applet):
                 raise AppletStateError("mdoc state: unknown version")
             slots = {}
             for n, s in state["slots"].items():
-                if not isinstance(n, int) or not 0 <= n < MAX_SLOTS:
+                if type(n) is not int or not 0 <= n < MAX_SLOTS:
                     raise AppletStateError(f"mdoc state: bad slot {n!r}")
-                pkcs8, spki = bytes(s["pkcs8"]), bytes(s["spki"])
+                pkcs8 = state_bytes(s["pkcs8"], f"mdoc state: slot {n} pkcs8")
+                spki = state_bytes(s["spki"], f"mdoc state: slot {n} spki")
                 _keys.check_pair(_keys.EC_P256, pkcs8, spki)
-                slots[n] = CredentialSlot(pkcs8, spki, bytes(s["issuer_signed"]))
+                slots[n] = CredentialSlot(pkcs8, spki, state_bytes(s["issuer_signed"], f"mdoc state: slot {n} credential"))
         except (KeyError, TypeError, AttributeError) as exc:
             raise AppletStateError(f"mdoc state malformed: {exc!r}") from exc
         self.state = MdocState(slots)
