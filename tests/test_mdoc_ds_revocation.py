@@ -99,6 +99,34 @@ def test_revoked_ds_is_on_the_iaca_crl_with_its_reason_and_is_replaced(world):
         assert event.subject == "mdoc-ds-1" and event.detail["reason"] == "keyCompromise"
 
 
+def test_a_signer_revoked_superseded_and_then_found_compromised_is_amended(world):
+    """A document signer retired (superseded) and later known compromised: revoked again for
+    keyCompromise, its IACA CRL entry says keyCompromise from the next CRL on, its revocation
+    time stays, audited mdoc.signer.revoke.amend; never back to another reason."""
+    svc, sessions, clock = world
+    svc.setup()
+    _key, first = _issue(svc, "job-1")
+    ds = x509.load_der_x509_certificate(first.issuer_auth.x5chain[0])
+    clock.now = NOW + dt.timedelta(minutes=5)
+    revoked_at = clock.now
+    assert svc.revoke_signer("mdoc-ds-1", "superseded", actor="test")[1]
+    reason = lambda: svc.iaca_crl().get_revoked_certificate_by_serial_number(  # noqa: E731
+        ds.serial_number).extensions.get_extension_for_class(x509.CRLReason).value.reason
+    assert reason() is x509.ReasonFlags.superseded
+    clock.now = NOW + dt.timedelta(minutes=9)
+    done = svc.revoke_signer_detail("mdoc-ds-1", "keyCompromise", actor="test")
+    assert (done.changed, done.amended_from, done.info.reason) == (True, "superseded", "keyCompromise")
+    assert done.info.revoked_at == revoked_at
+    assert reason() is x509.ReasonFlags.key_compromise
+    entry = svc.iaca_crl().get_revoked_certificate_by_serial_number(ds.serial_number)
+    assert entry.revocation_date_utc == revoked_at
+    for again in ("superseded", "cessationOfOperation", "keyCompromise"):
+        assert svc.revoke_signer_detail("mdoc-ds-1", again).changed is False, again
+    with sessions() as s:
+        (event,) = s.query(AuditEvent).filter_by(action="mdoc.signer.revoke.amend").all()
+        assert event.detail["previous_reason"] == "superseded" and event.detail["reason"] == "keyCompromise"
+
+
 def test_reader_ds_revocation_refuses_an_mdoc_of_a_revoked_ds(world):
     svc, _sessions, clock = world
     key, signed = _issue(svc, "job-1")
@@ -246,6 +274,23 @@ def test_cli_revoke_openssl_reads_the_crl_and_refuses_the_ds(home, tmp_path):
 def _openssl(*args: str) -> str:
     r = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=30)
     return r.stdout + r.stderr
+
+
+def test_cli_says_a_signer_revocation_was_amended(home):
+    from mcred.cli.main import app as cli
+
+    def run(*args: str) -> str:
+        out = CliRunner().invoke(cli, list(args))
+        assert out.exit_code == 0, out.output
+        return out.output
+
+    (ds_info,) = json.loads(run("mdoc", "ds", "list", "--json"))
+    label = ds_info["label"]
+    assert "amended_from" not in json.loads(run("mdoc", "ds", "revoke", label, "--reason", "superseded", "--json"))
+    out = " ".join(run("mdoc", "ds", "revoke", label, "--reason", "keyCompromise").split())
+    assert f"{label} serial {ds_info['serial']}: revoked (superseded) -> revoked (keyCompromise), amended" in out, out
+    doc = json.loads(run("mdoc", "ds", "revoke", label, "--reason", "keyCompromise", "--json"))
+    assert doc["changed"] is False and "amended_from" not in doc and doc["reason"] == "keyCompromise"
 
 
 def test_http_ds_revocation_is_operator_only_and_typed(home):

@@ -486,7 +486,11 @@ class MdocPki:
         also drops every stored Status / Identifier List Token, which it signed: the next
         request rebuilds each one under the new generation, so readers that check the IACA
         CRL are not left with lists they must refuse. Idempotent: a second revocation
-        changes nothing and returns ``(row, False)``."""
+        changes nothing and returns ``(row, False)``, but for keyCompromise asked of a signer
+        revoked for another reason, which amends it (its CRL entry's reason becomes
+        keyCompromise, its revocation time stays: a reader that lets an MSO signed before a
+        superseded signer's revocation stand must refuse it once the key is known
+        compromised; RFC 5280 lets a later CRL say so) and returns ``(row, True)``."""
         if reason not in SIGNER_REVOCATION_REASONS:
             raise SignerRevocationError(
                 f"reason {reason!r}: use one of {', '.join(SIGNER_REVOCATION_REASONS)} "
@@ -494,7 +498,12 @@ class MdocPki:
         row = self.signer_row(session, ref, purposes)
         session.refresh(row, with_for_update=True)
         if row.revoked_at is not None:
-            return row, False
+            if reason != "keyCompromise" or row.revocation_reason == "keyCompromise":
+                return row, False
+            row.revocation_reason = reason  # amended: the lists it signed were dropped at its revocation
+            session.execute(update(IacaCrl).values(stale=True).execution_options(synchronize_session=False))
+            session.flush()
+            return row, True
         row.revoked_at, row.revocation_reason, row.active = now, reason, False
         session.execute(update(IacaCrl).values(stale=True)
                         .execution_options(synchronize_session=False))

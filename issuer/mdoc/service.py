@@ -84,6 +84,16 @@ class IacaStageResult:
                 "not_after": self.iaca.not_valid_after.isoformat(), "current": self.current}
 
 
+@dataclass(frozen=True)
+class SignerRevocationResult:
+    """What :meth:`MdocService.revoke_signer_detail` did: the signer as it is now, whether
+    the call changed it, and the reason it had when the call amended its revocation."""
+
+    info: SignerInfo
+    changed: bool
+    amended_from: str | None = None
+
+
 class MdocService:
     def __init__(
         self,
@@ -286,18 +296,30 @@ class MdocService:
         ``(what it is now, whether this call changed it)``. The MSOs it signed stay in the
         registry as they are: readers that check the IACA CRL refuse them, and the holders'
         phones need new ones (``affected_mdocs`` counts the valid ones)."""
+        done = self.revoke_signer_detail(ref, reason, actor=actor, purposes=purposes)
+        return done.info, done.changed
 
-        def work(s: Session) -> tuple[SignerInfo, bool]:
+    def revoke_signer_detail(self, ref: str, reason: str, *, actor: str = "issuer",
+                             purposes: tuple[str, ...] = (PURPOSE_DS,)) -> SignerRevocationResult:
+        """:meth:`revoke_signer`, saying whether it amended a revocation made before (a
+        signer revoked for another reason, now for keyCompromise: ``amended_from``), audited
+        ``mdoc.signer.revoke`` or ``mdoc.signer.revoke.amend``."""
+
+        def work(s: Session) -> SignerRevocationResult:
             now = self.clock()
+            before = self.pki.signer_row(s, ref, purposes)
+            previous = before.revocation_reason if before.revoked_at is not None else None
             row, changed = self.pki.revoke_signer(s, ref, reason, now, purposes)
             info = self._info(s, row)
-            if changed:
-                s.add(AuditEvent(actor=actor, action="mdoc.signer.revoke", subject=row.label,
+            if changed:  # revoked now, or (revoked before) amended to keyCompromise
+                s.add(AuditEvent(actor=actor, action="mdoc.signer.revoke" if previous is None
+                                 else "mdoc.signer.revoke.amend", subject=row.label,
                                  detail={"serial": info.serial, "reason": reason,
                                          "purpose": row.purpose,
-                                         "affected_mdocs": info.affected_mdocs}))
+                                         "affected_mdocs": info.affected_mdocs,
+                                         **({"previous_reason": previous} if previous is not None else {})}))
                 s.flush()
-            return info, changed
+            return SignerRevocationResult(info, changed, previous if changed else None)
 
         return run_transaction(self.sessions, work)
 

@@ -714,14 +714,21 @@ def _revoke_signer(ref: str, reason: str, as_json: bool, purpose: str) -> None:
     svc = _mdoc_service()[1]
     svc.setup()
     try:
-        info, changed = svc.revoke_signer(ref, reason, actor=cli_actor(), purposes=(purpose,))
+        done = svc.revoke_signer_detail(ref, reason, actor=cli_actor(), purposes=(purpose,))
     except (UnknownSigner, SignerRevocationError) as exc:
         raise _fail(str(exc), 2, as_json) from None
+    info, changed = done.info, done.changed
     if as_json:
-        print(json.dumps({**info.to_json(), "changed": changed}, ensure_ascii=False))
+        print(json.dumps({**info.to_json(), "changed": changed,
+                          **({"amended_from": done.amended_from} if done.amended_from else {})}, ensure_ascii=False))
         return
     if not changed:
         console.print(f"{info.label} was already revoked ({info.reason})", highlight=False)
+        return
+    if done.amended_from is not None:
+        console.print(f"{info.label} serial {info.serial}: revoked ({done.amended_from}) -> revoked "
+                      f"({info.reason}), amended (its revocation time kept); the IACA CRL says so from now on",
+                      highlight=False)
         return
     console.print(f"{info.label} serial {info.serial} revoked ({reason}); the IACA CRL lists "
                   f"it from now on", highlight=False)
