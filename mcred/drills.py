@@ -801,19 +801,28 @@ def lost_found(env: Env, i: int) -> SubjectReport:
     return rep
 
 
-def lost_not_found(env: Env, i: int) -> SubjectReport:
-    rep = SubjectReport(phone="")
-    r = _new_subject(env, rep, i, "ln")
-    captured = _capture(env, rep, r)
+def _lost_then_confirmed(env: Env, rep: SubjectReport, r: ProvisionResult,
+                         captured: tuple[bytes, Any, bytes]) -> None:
+    """The loss reported (``lost_hold``: SUSPENDED, certificateHold, timed into ``rep``) and
+    then confirmed (``lost_confirmed``: revoked, cessationOfOperation, timed into
+    ``rep.final``'s ``confirmed_reader_s`` and ``confirmed_ocsp_s``), each seen by the reader,
+    OCSP and the CRL watch."""
     t0 = time.perf_counter()
     _run_workflow(env, rep, "lost_hold", r.holder_id, old=r.phone_id)
     _propagate(env, rep, captured, t0, "SUSPENDED", "certificateHold")
     t1 = time.perf_counter()
     _run_workflow(env, rep, "lost_confirmed", r.holder_id, old=r.phone_id)
-    sub = SubjectReport(phone=r.phone_id)
-    _propagate(env, sub, captured, t1, "revoked (INVALID)", "cessationOfOperation")
-    rep.final["confirmed_reader_s"] = sub.reader_propagation_s
-    rep.final["confirmed_ocsp_s"] = sub.ocsp_propagation_s
+    confirmed = SubjectReport(phone=r.phone_id)
+    _propagate(env, confirmed, captured, t1, "revoked (INVALID)", "cessationOfOperation")
+    rep.final["confirmed_reader_s"] = confirmed.reader_propagation_s
+    rep.final["confirmed_ocsp_s"] = confirmed.ocsp_propagation_s
+
+
+def lost_not_found(env: Env, i: int) -> SubjectReport:
+    rep = SubjectReport(phone="")
+    r = _new_subject(env, rep, i, "ln")
+    captured = _capture(env, rep, r)
+    _lost_then_confirmed(env, rep, r, captured)
     rep.final["fresh_presentation"] = _fresh_refused(env, r.phone_id, "INVALID")
     return rep
 
@@ -838,15 +847,7 @@ def stolen(env: Env, i: int) -> SubjectReport:
     time.sleep(1.0)  # the thief's time-stamp in a second after the theft's (the CRL says seconds)
     thief = rep.timed("the thief signs, with a time-stamp", lambda: env.sign(r.phone_id, r.password, timestamp=True))
     wait_clear_of_stamp(time.monotonic())  # the hold, later, is told apart from the thief's stamp
-    t0 = time.perf_counter()
-    _run_workflow(env, rep, "lost_hold", r.holder_id, old=r.phone_id)
-    _propagate(env, rep, captured, t0, "SUSPENDED", "certificateHold")
-    t1 = time.perf_counter()
-    _run_workflow(env, rep, "lost_confirmed", r.holder_id, old=r.phone_id)
-    confirmed = SubjectReport(phone=r.phone_id)
-    _propagate(env, confirmed, captured, t1, "revoked (INVALID)", "cessationOfOperation")
-    rep.final["confirmed_reader_s"] = confirmed.reader_propagation_s
-    rep.final["confirmed_ocsp_s"] = confirmed.ocsp_propagation_s
+    _lost_then_confirmed(env, rep, r, captured)
     ok, why = env.rp_revocation(thief)
     _require(ok and "after the signature's time-stamp" in why,
              f"{r.phone_id}: the thief's signature, stamped before the hold, is not accepted before the "
