@@ -479,18 +479,20 @@ class MdocPki:
         raise UnknownSigner(f"no {' or '.join(names.get(p, p) for p in purposes)} with label or serial {ref!r}")
 
     def revoke_signer(self, session: Session, ref: str, reason: str, now: dt.datetime,
-                      purposes: tuple[str, ...] = (PURPOSE_DS,)) -> tuple[IssuerKey, bool]:
+                      purposes: tuple[str, ...] = (PURPOSE_DS,)) -> tuple[IssuerKey, bool, str | None]:
         """Revoke a signer certificate issued by the IACA: recorded on its ``issuer_keys``
         row, listed on the next IACA CRL, and never used to sign again (a revoked active
         signer is replaced by a new generation on next use). Revoking a status-list signer
         also drops every stored Status / Identifier List Token, which it signed: the next
         request rebuilds each one under the new generation, so readers that check the IACA
-        CRL are not left with lists they must refuse. Idempotent: a second revocation
-        changes nothing and returns ``(row, False)``, but for keyCompromise asked of a signer
-        revoked for another reason, which amends it (its CRL entry's reason becomes
+        CRL are not left with lists they must refuse. Returns ``(row, changed, reason it
+        was revoked for before this call or None)``. Idempotent: a second revocation changes
+        nothing and returns ``(row, False, its reason)``, but for keyCompromise asked of a
+        signer revoked for another reason, which amends it (its CRL entry's reason becomes
         keyCompromise, its revocation time stays: a reader that lets an MSO signed before a
         superseded signer's revocation stand must refuse it once the key is known
-        compromised; RFC 5280 lets a later CRL say so) and returns ``(row, True)``."""
+        compromised; RFC 5280 lets a later CRL say so) and returns ``(row, True, the reason
+        it had)``."""
         if reason not in SIGNER_REVOCATION_REASONS:
             raise SignerRevocationError(
                 f"reason {reason!r}: use one of {', '.join(SIGNER_REVOCATION_REASONS)} "
@@ -498,12 +500,13 @@ class MdocPki:
         row = self.signer_row(session, ref, purposes)
         session.refresh(row, with_for_update=True)
         if row.revoked_at is not None:
-            if reason != "keyCompromise" or row.revocation_reason == "keyCompromise":
-                return row, False
+            previous = row.revocation_reason
+            if reason != "keyCompromise" or previous == "keyCompromise":
+                return row, False, previous
             row.revocation_reason = reason  # amended: the lists it signed were dropped at its revocation
             session.execute(update(IacaCrl).values(stale=True).execution_options(synchronize_session=False))
             session.flush()
-            return row, True
+            return row, True, previous
         row.revoked_at, row.revocation_reason, row.active = now, reason, False
         session.execute(update(IacaCrl).values(stale=True)
                         .execution_options(synchronize_session=False))
@@ -511,7 +514,7 @@ class MdocPki:
             for model in (StatusListToken, IdentifierListToken):
                 session.execute(delete(model).execution_options(synchronize_session=False))
         session.flush()
-        return row, True
+        return row, True, None
 
     def revoked_signers(self, session: Session, root: x509.Certificate,
                         since: dt.datetime | None) -> list[tuple[x509.Certificate, IssuerKey]]:

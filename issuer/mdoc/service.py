@@ -307,9 +307,7 @@ class MdocService:
 
         def work(s: Session) -> SignerRevocationResult:
             now = self.clock()
-            before = self.pki.signer_row(s, ref, purposes)
-            previous = before.revocation_reason if before.revoked_at is not None else None
-            row, changed = self.pki.revoke_signer(s, ref, reason, now, purposes)
+            row, changed, previous = self.pki.revoke_signer(s, ref, reason, now, purposes)
             info = self._info(s, row)
             if changed:  # revoked now, or (revoked before) amended to keyCompromise
                 s.add(AuditEvent(actor=actor, action="mdoc.signer.revoke" if previous is None
