@@ -1,4 +1,5 @@
 import datetime as dt
+import json
 
 import pytest
 import sqlalchemy as sa
@@ -225,6 +226,16 @@ def test_credentials_revoked_from_a_hold_before_invalidity_dates_get_the_holds_t
     engine.dispose()
 
 
+def _insert_holders(engine, rows) -> None:  # noqa: ANN001
+    """Holders as an older revision wrote them: (id, data, identity, day of December 2026
+    created), each its own card number."""
+    with engine.begin() as conn:
+        for hid, data, identity, day in rows:
+            conn.execute(sa.text("INSERT INTO holders (id, data, card_number, card_expiry, created_at, identity) "
+                                 "VALUES (:i, :d, :c, '2030-01-01', :t, :n)"),
+                         {"i": hid, "d": json.dumps(data), "c": hid, "t": f"2026-12-0{day} 00:00:00", "n": identity})
+
+
 def test_holder_identities_are_recomputed_normalised_and_a_later_same_person_loses_its(db_url):
     """i0018idnorm recomputes holders.identity in the normalised form (``identity_text``):
     a person registered once with full-width digits, hyphen and space in the address and a
@@ -256,12 +267,8 @@ def test_holder_identities_are_recomputed_normalised_and_a_later_same_person_los
     engine = make_engine(db_url)
     migrate(engine)
     command.downgrade(_alembic_config(engine), "i0017invalid")
-    with engine.begin() as conn:
-        for hid, data, identity, day in (("wide", wide, as_stored(wide), 1), ("plain", plain, as_stored(plain), 2),
-                                         ("other", other, as_stored(other), 3), ("card", plain, None, 4)):
-            conn.execute(sa.text("INSERT INTO holders (id, data, card_number, card_expiry, created_at, identity) "
-                                 "VALUES (:i, :d, :c, '2030-01-01', :t, :n)"),
-                         {"i": hid, "d": json.dumps(data), "c": hid, "t": f"2026-12-0{day} 00:00:00", "n": identity})
+    _insert_holders(engine, (("wide", wide, as_stored(wide), 1), ("plain", plain, as_stored(plain), 2),
+                             ("other", other, as_stored(other), 3), ("card", plain, None, 4)))
     engine.dispose()
     migrate(engine)
     with engine.connect() as conn:
@@ -301,14 +308,8 @@ def test_holders_one_person_only_by_their_address_blocks_keep_the_oldest_identit
     engine = make_engine(db_url)
     migrate(engine)
     command.downgrade(_alembic_config(engine), "i0019vical")
-    with engine.begin() as conn:
-        for hid, data, identity, day in (("later", hyphens, _i0018_identity(hyphens), 2),
-                                         ("older", kanji, _i0018_identity(kanji), 1),
-                                         ("other", sapporo, _i0018_identity(sapporo), 3),
-                                         ("card", kanji, None, 4)):
-            conn.execute(sa.text("INSERT INTO holders (id, data, card_number, card_expiry, created_at, identity) "
-                                 "VALUES (:i, :d, :c, '2030-01-01', :t, :n)"),
-                         {"i": hid, "d": json.dumps(data), "c": hid, "t": f"2026-12-0{day} 00:00:00", "n": identity})
+    _insert_holders(engine, (("later", hyphens, _i0018_identity(hyphens), 2), ("older", kanji, _i0018_identity(kanji), 1),
+                             ("other", sapporo, _i0018_identity(sapporo), 3), ("card", kanji, None, 4)))
     engine.dispose()
     migrate(engine)
     with engine.connect() as conn:

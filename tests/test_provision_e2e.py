@@ -837,6 +837,23 @@ def _holders(ctx) -> list[str]:
         return list(s.scalars(select(Holder.id)))
 
 
+def _second_phone_refused(ctx, tmp_path, name: str, record: dict, holder: str, first: str):  # noqa: ANN001, ANN202
+    """``record`` (the registered holder's person, typed otherwise), provisioned onto a new
+    phone from a holder file: refused before anything is done (exit 2), naming the phone
+    that holds the person's credentials and `mcred handover`; no holder added, nothing on
+    the new phone. The new phone and the file."""
+    second = wallet_sim.create_phone(ctx.home)
+    f = tmp_path / f"{name}.json"
+    f.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+    r = CliRunner().invoke(app, ["provision", "--phone", second, "--holder", str(f), "--json"])
+    assert r.exit_code == 2, r.output
+    said = json.loads(r.output)["error"]
+    assert f"holder {holder} has live credentials on phone {first}" in said
+    assert f"mcred handover --phone {first} --to ID" in said
+    assert _holders(ctx) == [holder] and rows(ctx, second) == []
+    return second, f
+
+
 def test_the_same_holder_file_again_is_the_same_holder_and_a_second_phone_a_handover(ctx, tmp_path):
     """A holder file names no holder id: each `mcred provision --holder FILE` registered a new
     holder, so the same person provisioned onto a second phone became a second holder with
@@ -847,16 +864,8 @@ def test_the_same_holder_file_again_is_the_same_holder_and_a_second_phone_a_hand
     around a name, are the same person."""
     first = _cli_provisioned(ctx, tmp_path)
     (holder,) = _holders(ctx)
-    second = wallet_sim.create_phone(ctx.home)
-    f = tmp_path / "again.json"
-    f.write_text(json.dumps(dict(HOLDER, given_name=" 太郎 ", pin="9999"),
-                            ensure_ascii=False), encoding="utf-8")
-    r = CliRunner().invoke(app, ["provision", "--phone", second, "--holder", str(f), "--json"])
-    assert r.exit_code == 2, r.output
-    said = json.loads(r.output)["error"]
-    assert f"holder {holder} has live credentials on phone {first}" in said
-    assert f"mcred handover --phone {first} --to ID" in said
-    assert _holders(ctx) == [holder] and rows(ctx, second) == []
+    second, f = _second_phone_refused(ctx, tmp_path, "again", dict(HOLDER, given_name=" 太郎 ", pin="9999"),
+                                      holder, first)
     with ctx.sessions() as s:
         assert s.get(Phone, second) is None  # not attached to anybody
     # --holder-id says the same
@@ -879,17 +888,9 @@ def test_the_same_person_typed_in_full_width_is_the_same_holder_and_a_second_pho
     registered record keeps its text as it was given."""
     first = _cli_provisioned(ctx, tmp_path, given_name="太郎 一", address="東京都千代田区千代田1-1 コーポ101")
     (holder,) = _holders(ctx)
-    second = wallet_sim.create_phone(ctx.home)
-    f = tmp_path / "wide.json"
-    f.write_text(json.dumps(dict(HOLDER, given_name="太郎\u3000\u3000一",
-                                 address="東京都千代田区千代田\uff11\u30fc\uff11\u3000コーポ\uff11\uff10\uff11"),
-                            ensure_ascii=False), encoding="utf-8")
-    r = CliRunner().invoke(app, ["provision", "--phone", second, "--holder", str(f), "--json"])
-    assert r.exit_code == 2, r.output
-    said = json.loads(r.output)["error"]
-    assert f"holder {holder} has live credentials on phone {first}" in said
-    assert f"mcred handover --phone {first} --to ID" in said
-    assert _holders(ctx) == [holder] and rows(ctx, second) == []
+    _second_phone_refused(ctx, tmp_path, "wide", dict(
+        HOLDER, given_name="太郎\u3000\u3000一",
+        address="東京都千代田区千代田\uff11\u30fc\uff11\u3000コーポ\uff11\uff10\uff11"), holder, first)
     with ctx.sessions() as s:
         data = s.get(Holder, holder).data
     assert (data["given_name"], data["address"]) == ("太郎 一", "東京都千代田区千代田1-1 コーポ101")
@@ -907,16 +908,8 @@ def test_the_same_address_in_other_block_notation_is_the_same_holder_and_a_secon
     osaka = {"address": "大阪府大阪市北区梅田二丁目1番2号", "prefecture": "大阪府", "municipality": "大阪市北区"}
     first = _cli_provisioned(ctx, tmp_path, **osaka)
     (holder,) = _holders(ctx)
-    second = wallet_sim.create_phone(ctx.home)
-    f = tmp_path / "hyphens.json"
-    f.write_text(json.dumps(dict(HOLDER, **dict(osaka, address="大阪府大阪市北区梅田 2-1-2")), ensure_ascii=False),
-                 encoding="utf-8")
-    r = CliRunner().invoke(app, ["provision", "--phone", second, "--holder", str(f), "--json"])
-    assert r.exit_code == 2, r.output
-    said = json.loads(r.output)["error"]
-    assert f"holder {holder} has live credentials on phone {first}" in said
-    assert f"mcred handover --phone {first} --to ID" in said
-    assert _holders(ctx) == [holder] and rows(ctx, second) == []
+    _second_phone_refused(ctx, tmp_path, "hyphens", dict(HOLDER, **dict(osaka, address="大阪府大阪市北区梅田 2-1-2")),
+                          holder, first)
     with ctx.sessions() as s:
         assert s.get(Holder, holder).data["address"] == osaka["address"]
 
