@@ -645,8 +645,48 @@ class DrillJob(JobBody):
     result: DrillReport | None
 
 
+class MdocReissueJobParams(_Closed):
+    signer: str = Field(description="the document signer or IACA whose phones get new MSOs, as given")
+    workers: int
+    actor: str
+
+
+class PhoneReissued(_Closed):
+    phone: str
+    outcome: Literal["reissued", "refused", "not-here", "on-hold"] = Field(description=(
+        "reissued: new MSOs (the old ones superseded); refused: the refresh was refused (detail says why); "
+        "not-here: its SE is not in this installation (refresh it over the air); on-hold: its mdocs of the "
+        "signer are on hold (a phone reported lost), left until they are released"))
+    job: str | None = Field(description="the TSM's refresh-mdoc job (reissued)")
+    mdocs: int = Field(description="the new MSOs")
+    detail: str
+
+
+class MdocReissueJobResult(_Closed):
+    """Each phone that held a valid mdoc of the signer when the job ran."""
+
+    signer: str = Field(description="the signer's label")
+    purpose: Literal["ds", "iaca"]
+    revoked: str | None = Field(description="the reason it was revoked for; null: retired, not revoked")
+    done: bool = Field(description="every phone got new MSOs (else the same request again goes on with the rest)")
+    reissued: int
+    refused: int
+    not_here: int
+    on_hold: int
+    phones: list[PhoneReissued]
+    seconds: float
+
+
+class MdocReissueJob(JobBody):
+    """POST /mdoc-reissues: new MSOs for every phone holding an mdoc of a signer taken out of use."""
+
+    kind: Literal["mdoc-reissue"]
+    params: MdocReissueJobParams
+    result: MdocReissueJobResult | None
+
+
 _AnyJob = (ProvisionJob | PinResetJob | MdocRefreshJob | IssueSignJob | RenewJob | TsmResumeJob | TsmAbandonJob
-           | KlocMoveJob | HandoverJob | CardRenewalJob | DrillJob)
+           | KlocMoveJob | HandoverJob | CardRenewalJob | DrillJob | MdocReissueJob)
 
 
 class Job(RootModel[Annotated[_AnyJob, Field(discriminator="kind")]]):
@@ -751,6 +791,28 @@ class IacaStage(_Closed):
     serial: str = Field(pattern="^[0-9a-f]+$", description="its certificate serial, hex")
     not_after: str = Field(json_schema_extra=_DATE_TIME)
     current: str = Field(description="the IACA still current, issuing until the rollover")
+
+
+class IacaRevocation(_Closed):
+    """An IACA generation after its revocation (out of trust); ``changed`` false when it was
+    revoked already (``amended_from``: the reason a compromise replaced)."""
+
+    label: str
+    purpose: Literal["iaca"]
+    serial: str
+    subject: str
+    not_before: str = Field(json_schema_extra=_DATE_TIME)
+    not_after: str = Field(json_schema_extra=_DATE_TIME)
+    active: bool
+    revoked_at: str | None = Field(json_schema_extra=_DATE_TIME)
+    reason: str | None
+    affected_mdocs: int = Field(description="valid mdocs its document signers signed, refused from now on")
+    iaca: None = None
+    changed: bool
+    amended_from: str | None
+    successor: IacaRollover | None = Field(description="the IACA started in its place (it was the current one)")
+    retired_signers: list[str] = Field(description="its document and status-list signers, retired with it")
+    affected_phones: list[str] = Field(description="the phones holding those mdocs (POST /mdoc-reissues)")
 
 
 class KlocRotation(_Closed):

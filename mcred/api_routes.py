@@ -61,6 +61,7 @@ from mcred.api_models import (
     HolderDetail,
     HolderForgotten,
     HolderList,
+    IacaRevocation,
     IacaRollover,
     IacaStage,
     IssueSignJob,
@@ -72,6 +73,7 @@ from mcred.api_models import (
     LatestBasicFour,
     Linkage,
     MdocRefreshJob,
+    MdocReissueJob,
     PhoneCreated,
     PhoneDetail,
     PhoneList,
@@ -365,6 +367,23 @@ class StatusSignerRevocationRequest(_Body):
     signer: str = Field(min_length=1, max_length=SIGNER_NAME_MAX, pattern=SIGNER_NAME_PATTERN)
     reason: Literal["keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged",
                     "privilegeWithdrawn", "unspecified"]
+
+
+class IacaRevocationRequest(_Body):
+    #: The IACA generation: its number (``2``), key label (``mdoc-iaca-2``) or certificate
+    #: serial in hex, in the forms ``ds`` takes.
+    iaca: str = Field(min_length=1, max_length=SIGNER_NAME_MAX, pattern=SIGNER_NAME_PATTERN)
+    #: cACompromise when the IACA's key is known or suspected in other hands.
+    reason: Literal["cACompromise", "keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged",
+                    "privilegeWithdrawn", "unspecified"]
+
+
+class ReissueRequest(_Body):
+    #: The signer taken out of use whose mdocs are replaced: a document signer (label or
+    #: serial) or an IACA (number, label or serial).
+    signer: str = Field(min_length=1, max_length=SIGNER_NAME_MAX, pattern=SIGNER_NAME_PATTERN)
+    #: Phones refreshed at a time.
+    workers: int = Field(4, ge=1, le=32)
 
 
 class DrillRequest(_Body):
@@ -947,6 +966,22 @@ def _refresh_work(ctx: Context):  # noqa: ANN202
                                  transmit=transmit)
 
         return _jsonable(_reaching(params, run, "refresh").summary())
+
+    return work
+
+
+def _reissue_work(ctx: Context):  # noqa: ANN202
+    def work(params: dict, progress) -> dict:  # noqa: ANN001
+        from mcred.reissue import reissue_signed_by
+
+        _issuers_set_up(ctx)
+        progress(0.05, "re-issuing the signer's phones")
+
+        def each(p, done: int, total: int) -> None:  # noqa: ANN001 - a PhoneReissue
+            progress(0.05 + 0.9 * done / total, f"{p.phone_id}: {p.outcome} ({done} of {total})")
+
+        return reissue_signed_by(ctx, params["signer"], actor=params.get("actor", "api"),
+                                 workers=params.get("workers", 4), progress=each).to_json()
 
     return work
 
@@ -1758,6 +1793,37 @@ def operator_router(ctx: Context) -> APIRouter:
         info, changed = svc.revoke_signer(body.signer, body.reason, actor=_actor(request),
                                           purposes=(PURPOSE_STATUS,))
         return {**info.to_json(), "changed": changed}
+
+    @router.post("/trust/iaca-revocations", summary="Revoke an mdoc IACA generation: out of the trust bundle "
+                 "and the VICAL at once, its key signing nothing more; the current one is replaced at once by "
+                 "the staged generation (else a new one); its phones are named (POST /mdoc-reissues gives them "
+                 "new MSOs)", **typed(IacaRevocation, merge(refusals(problems.UNKNOWN_IACA,
+                                                                      problems.SIGNER_REVOCATION_REFUSED),
+                                                             _SIGNER_KEY_REFUSALS)))
+    def iaca_revocation(body: IacaRevocationRequest, request: Request) -> dict[str, Any]:
+        from mcred.mdoc_flow import mdoc_service
+
+        svc = mdoc_service(ctx)
+        svc.setup()
+        return svc.revoke_iaca(body.iaca, body.reason, actor=_actor(request)).to_json()
+
+    @router.post("/mdoc-reissues", status_code=202, summary="Issue new MSOs into every phone holding a valid "
+                 "mdoc of a revoked or retired signer (a document signer or an IACA), each as POST "
+                 "/mdoc-refreshes does (a job; its result names each phone's outcome)",
+                 **queued(MdocReissueJob, merge(refusals(
+                     (problems.UNKNOWN_SIGNER, "no document signer or IACA of that label, number or serial"),
+                     (PROVISIONING_REFUSED, "the signer is the one signing now (revoke it or roll it over "
+                                            "first), or the current IACA can sign no MSO")), _SIGNER_KEY_REFUSALS)))
+    def start_reissue(body: ReissueRequest, request: Request, response: Response) -> dict[str, Any]:
+        from mcred.mdoc_flow import mdoc_service
+        from mcred.reissue import check_reissue
+
+        check_reissue(mdoc_service(ctx), body.signer)  # refused before a job is queued
+        jobs = _jobs(request)
+        jobs.register("mdoc-reissue", _reissue_work(ctx))
+        view = jobs.submit("mdoc-reissue", {"signer": body.signer, "workers": body.workers,
+                                            "actor": _actor(request)}, scope="operator", actor=_actor(request))
+        return _accepted(view, response)
 
     return router
 

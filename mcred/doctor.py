@@ -471,6 +471,45 @@ def _mdoc_iaca(ctx, now=None) -> Finding:  # noqa: ANN001
     return Finding("mdoc IACA", True, detail, enables)
 
 
+def _mdoc_signers_out_of_use(ctx) -> Finding:  # noqa: ANN001
+    """Whether any phone still holds a valid mdoc of a revoked mdoc signer: a revoked document
+    signer, or one under a revoked IACA (readers refuse those mdocs), from the registry only;
+    the fix names the re-issue (specs/issuer-keys.md, "Re-issuing after a compromise")."""
+    from sqlalchemy import select
+
+    from issuer.db import Credential
+    from issuer.mdoc.pki import PURPOSE_DS, PURPOSE_IACA
+    from mcred.mdoc_flow import mdoc_service
+
+    enables = "presentations of every phone (readers refuse an mdoc of a revoked signer)"
+    try:
+        pki = mdoc_service(ctx).pki
+        with ctx.sessions() as s:
+            revoked_iacas = {pki._cert(r).subject: r.label for r in pki._rows(s, PURPOSE_IACA)
+                             if r.revoked_at is not None}
+            out_of_use = {}  # document signer -> the revoked signer to re-issue from
+            for r in pki._rows(s, PURPOSE_DS):
+                root = revoked_iacas.get(pki._cert(r).issuer)
+                if root is not None or r.revoked_at is not None:
+                    out_of_use[r.label] = root or r.label
+            held = s.execute(select(Credential.issuer_key, Credential.phone_id).distinct().where(
+                Credential.kind == "mdoc", Credential.status == "valid",
+                Credential.issuer_key.in_(sorted(out_of_use)))).all() if out_of_use else []
+    except Exception as exc:  # noqa: BLE001 - reported (the database finding says why)
+        return Finding("mdoc signers", False, f"cannot read the registry: {type(exc).__name__}", enables,
+                       "see the database finding")
+    phones: dict[str, set[str]] = {}
+    for ds, phone in held:
+        phones.setdefault(out_of_use[ds], set()).add(phone)
+    pending = {label: len(p) for label, p in phones.items()}
+    if not pending:
+        return Finding("mdoc signers", True, f"no valid mdoc of a revoked signer ({len(revoked_iacas)} IACA(s) "
+                       "revoked)" if revoked_iacas else "no valid mdoc of a revoked signer", enables)
+    said = ", ".join(f"{label}: {n} phone(s)" for label, n in sorted(pending.items()))
+    return Finding("mdoc signers", False, f"valid mdocs of revoked signers ({said}), refused by readers", enables,
+                   "; ".join(f"mcred mdoc reissue --signer {label}" for label in sorted(pending)))
+
+
 def _data_access(ctx) -> Finding:  # noqa: ANN001
     """Whether others may enter the data directory or read its SQLite database: a home made
     by an older release (before its modes were fixed), or under a wide umask, or one the operator chose,
@@ -507,7 +546,7 @@ _OWN = 5
 def diagnose(ctx) -> list[Finding]:  # noqa: ANN001
     """Every finding, the installation's own first."""
     return [_database(ctx), _public_url(), _keystore(ctx), _master_key(ctx), _reader_session_key(ctx),
-            _data_access(ctx), _secure_elements(ctx), _workflows(ctx), _first_contact(ctx), _tsa(ctx), _mdoc_iaca(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _pdf(), _xml(), _hsm(), _scan(),
+            _data_access(ctx), _secure_elements(ctx), _workflows(ctx), _first_contact(ctx), _tsa(ctx), _mdoc_iaca(ctx), _mdoc_signers_out_of_use(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _pdf(), _xml(), _hsm(), _scan(),
             *(_node_peer(*peer) for peer in NODE_PEERS), _yubikit(), _openssl(), _tshark()]
 
 

@@ -41,6 +41,7 @@ KINDS = {
                                                           "new_phones_with_generated_secrets"}),
     "card-renewal": ("POST", "/holders/{holder_id}/card-renewals", {"handover_id", "step", "state"}),
     "drill": ("POST", "/drills", {"scenario", "passed", "subjects", "propagation_s"}),
+    "mdoc-reissue": ("POST", "/mdoc-reissues", {"signer", "done", "phones"}),
 }
 SECRET_NAMES = {"pin", "password", "puk", "puk_value", "holder"}
 

@@ -52,7 +52,9 @@ _PUBLISHED = {304: {"description": "Not Modified: If-None-Match names the token 
               **problems.merge(problems.refusals(
                   (problems.UNKNOWN_STATUS_LIST, "no such list"),
                   (problems.IACA_ENDED, "the IACA of the list's mdocs is past its notAfter: its lists are not "
-                                        "signed any more (every mdoc on it has expired)")), _UNAVAILABLE)}
+                                        "signed any more (every mdoc on it has expired)"),
+                  (problems.IACA_WITHDRAWN, "the IACA of the list's mdocs was revoked (out of trust): its lists "
+                                            "are not signed any more (no reader trusts its mdocs)")), _UNAVAILABLE)}
 
 
 def _not_found(list_id: str) -> Response:
@@ -101,7 +103,8 @@ def trust_router(service: Factory) -> APIRouter:
     generation_refusals = problems.merge(problems.refusals((problems.UNKNOWN_IACA, "no IACA of that generation")),
                                          _UNAVAILABLE)
     crl_refusals = problems.merge(problems.refusals(
-        (problems.IACA_ENDED, "the IACA is past its notAfter: no CRL is issued for it")), generation_refusals)
+        (problems.IACA_ENDED, "the IACA is past its notAfter: no CRL is issued for it"),
+        (problems.IACA_WITHDRAWN, "the IACA was revoked (out of trust): its key signs no CRL")), generation_refusals)
 
     def pem(*certs: x509.Certificate) -> Response:
         return Response(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs),

@@ -54,6 +54,12 @@ class IacaEnded(MdocKeyError):
     """An IACA generation is past its notAfter: it signs nothing more (no CRL, no list)."""
 
 
+class IacaWithdrawn(IacaEnded):
+    """An IACA generation was revoked (taken out of the trust bundle and the VICAL): like an
+    IACA past its end, it signs nothing more, no signer, CRL or status list (its key may be
+    in other hands), and the lists of its mdocs are published no more."""
+
+
 class IacaAlreadyStaged(MdocKeyError):
     """A next IACA generation is already staged: roll over to it before staging another."""
 

@@ -37,11 +37,12 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from issuer.db import IssuerKey
+from issuer.db import IssuerKey, StatusList
 from issuer.keystore import CoseSignerAdapter, KeyStoreError
 from issuer.mdoc.errors import (
     IacaAlreadyStaged,
     IacaEnded,
+    IacaWithdrawn,
     MdocKeyError,
     MdocKeysMissing,
     SignerRevocationError,
@@ -113,6 +114,23 @@ class ActiveKey:
     def not_valid_after(self) -> dt.datetime:
         """The certificate's notAfter (aware, UTC), read once: every MSO it signs is cut there."""
         return self.certificate.not_valid_after_utc
+
+
+@dataclass(frozen=True)
+class IacaRevocation:
+    """What :meth:`MdocPki.revoke_iaca` did: the IACA's row as it is now, whether the call
+    changed it, the reason it had when the call amended its revocation, and, when it was the
+    current IACA, the generation started in its place (staged since ``successor_staged_since``,
+    or None: made then) with its signers; and the signers retired with it."""
+
+    row: IssuerKey
+    changed: bool
+    amended_from: str | None = None
+    successor: ActiveKey | None = None
+    successor_staged_since: dt.datetime | None = None
+    ds: ActiveKey | None = None
+    status_signer: ActiveKey | None = None
+    retired_signers: tuple[str, ...] = ()
 
 
 class MdocPki:
@@ -195,14 +213,16 @@ class MdocPki:
         """The IACAs a reader needs at ``now``, the current one first: it, the staged next
         generation (:meth:`stage_iaca`: readers take it before it vouches for anything), and
         every older generation still valid that issued a signer still valid (an MSO or a
-        status list it signed may still be presented); made when there is none yet."""
+        status list it signed may still be presented), but none revoked (:meth:`revoke_iaca`);
+        made when there is none yet."""
         current = self.ensure_iaca(session, now)
         staged = self.staged_iaca(session, now)
         signers = [self._cert(r) for p in (PURPOSE_DS, PURPOSE_STATUS) for r in self._rows(session, p)]
         out = [current.certificate] + ([self._cert(staged)] if staged is not None else [])
         for row in reversed(self._rows(session, PURPOSE_IACA)):
             cert = self._cert(row)
-            if generation(row.label) >= generation(current.label) or not now < cert.not_valid_after_utc:
+            if generation(row.label) >= generation(current.label) or not now < cert.not_valid_after_utc \
+                    or row.revoked_at is not None:  # revoked (:meth:`revoke_iaca`): out of the bundle
                 continue
             if any(s.issuer == cert.subject and now < s.not_valid_after_utc for s in signers):
                 out.append(cert)
@@ -394,6 +414,8 @@ class MdocPki:
         """The status-list signer at ``now`` (same rollover rule) under IACA ``iaca_label``
         (the IACA of the list's mdocs; None: the current IACA)."""
         root = None if iaca_label is None else self.iaca(session, iaca_label)
+        if root is not None:
+            self._refuse_withdrawn(session, root.label, "signs no status list")
         return self._ensure_signer(session, PURPOSE_STATUS, now, root=root)
 
     def rollover_ds(self, session: Session, now: dt.datetime) -> ActiveKey:
@@ -516,6 +538,98 @@ class MdocPki:
         session.flush()
         return row, True, None
 
+    # -- an IACA revoked ------------------------------------------------------------------
+
+    def iaca_row(self, session: Session, ref: str | int) -> IssuerKey:
+        """The IACA generation ``ref`` names: its label (``mdoc-iaca-2``), its number (2) or
+        its certificate serial in hex (as ``mcred mdoc iaca list`` and openssl print it)."""
+        rows = self._rows(session, PURPOSE_IACA)
+        text = str(ref).strip()
+        label = f"{_LABEL_PREFIX[PURPOSE_IACA]}-{text}" if text.isdigit() and len(text) <= 4 else text
+        row = next((r for r in rows if r.label == label), None)
+        if row is not None:
+            return row
+        try:
+            serial = parse_serial(text)
+        except SerialError:
+            serial = None
+        row = next((r for r in rows if serial is not None and self._cert(r).serial_number == serial), None)
+        if row is None:
+            raise UnknownIaca(f"no IACA generation with number, label or serial {ref!r} "
+                              "(mcred mdoc iaca list shows them)")
+        return row
+
+    def _refuse_withdrawn(self, session: Session, label: str, what: str) -> None:
+        """:class:`IacaWithdrawn` when IACA ``label`` was revoked: it ``what`` any more."""
+        row = session.get(IssuerKey, label)
+        if row is not None and row.revoked_at is not None:
+            raise IacaWithdrawn(
+                f"the IACA {label} was revoked ({row.revocation_reason}) at {row.revoked_at:%Y-%m-%d %H:%M:%S} "
+                f"UTC and is out of the trust bundle and the VICAL: it {what} any more")
+
+    def revoke_iaca(self, session: Session, ref: str | int, reason: str, now: dt.datetime) -> IacaRevocation:
+        """Revoke IACA generation ``ref`` (:meth:`iaca_row`): a root cannot be listed on a CRL
+        (its own would be signed by the very key in question), so it is taken out of trust:
+        out of :meth:`trusted_iacas` at once, and so of ``/trust/iaca.pem`` and the next VICAL
+        (a reader that takes the VICAL drops it at its next reload, refusing every MSO and
+        status list under it). Its key signs nothing more (:class:`IacaWithdrawn`: no signer,
+        no CRL, no status list), its document and status-list signers are retired with it,
+        and the stored tokens of its lists are dropped (their lists answer 410 from now on).
+
+        Revoking the current IACA starts the next generation in the same transaction, with
+        its document signer and status-list signer, so issuance never stops: the staged one
+        when there is one (readers that took the bundle since its staging trust it already:
+        what staging ahead buys in an emergency), else a new one that readers need at once.
+        The valid mdocs under the revoked IACA stay in the registry as they are; their phones
+        need new MSOs (``mcred mdoc reissue --signer``). A staged or retired IACA may be
+        revoked as well (nothing else changes).
+
+        Idempotent: a revoked IACA is left as it is (``changed`` False), but for a compromise
+        (cACompromise or keyCompromise) asked of one revoked for another reason, which amends
+        the recorded reason (its time kept)."""
+        if reason not in IACA_REVOCATION_REASONS:
+            raise SignerRevocationError(
+                f"reason {reason!r}: use one of {', '.join(IACA_REVOCATION_REASONS)} "
+                "(cACompromise when the IACA's key is known or suspected compromised)")
+        self.lock_iacas(session)
+        row = self.iaca_row(session, ref)
+        if row.revoked_at is not None:
+            previous = row.revocation_reason
+            if reason not in COMPROMISE_REASONS or previous in COMPROMISE_REASONS:
+                return IacaRevocation(row, False, previous)
+            row.revocation_reason = reason
+            session.flush()
+            return IacaRevocation(row, True, previous)
+        current = self._active(session, PURPOSE_IACA)
+        was_current = current is not None and current.label == row.label
+        staged = self.staged_iaca(session, now) if was_current else None
+        if staged is not None and staged.label == row.label:
+            staged = None
+        row.revoked_at, row.revocation_reason, row.active = now, reason, False
+        subject = self._cert(row).subject
+        retired = []
+        for purpose in (PURPOSE_DS, PURPOSE_STATUS):
+            for signer in self._rows(session, purpose):
+                if self._cert(signer).issuer == subject and signer.active:
+                    signer.active = False
+                    retired.append(signer.label)
+        lists = select(StatusList.id).where(StatusList.iaca_label == row.label)
+        for model in (StatusListToken, IdentifierListToken):
+            session.execute(delete(model).where(model.list_id.in_(lists))
+                            .execution_options(synchronize_session=False))
+        session.flush()
+        if not was_current:
+            return IacaRevocation(row, True, None, retired_signers=tuple(retired))
+        if staged is not None:
+            staged.active = True
+            session.flush()
+            root = self._activekey(staged)
+        else:
+            root = self._new_iaca(session, now)
+        return IacaRevocation(row, True, None, root, staged.created_at if staged is not None else None,
+                              self._ensure_signer(session, PURPOSE_DS, now, root=root),
+                              self._ensure_signer(session, PURPOSE_STATUS, now, root=root), tuple(retired))
+
     def revoked_signers(self, session: Session, root: x509.Certificate,
                         since: dt.datetime | None) -> list[tuple[x509.Certificate, IssuerKey]]:
         """Revoked signer certificates issued by ``root`` that had not expired at ``since``
@@ -542,6 +656,7 @@ class MdocPki:
         ``iaca_label``: the IACA generation (label or number; None: the current one); an
         IACA past its notAfter has no new CRL (:class:`IacaEnded`)."""
         root = self.ensure_iaca(session, now) if iaca_label is None else self.iaca(session, iaca_label)
+        self._refuse_withdrawn(session, root.label, "issues no CRL")
         if not now < root.certificate.not_valid_after_utc:
             raise IacaEnded(f"the IACA {root.label} ended {root.certificate.not_valid_after_utc}: "
                             "no CRL is issued for it any more")
@@ -615,6 +730,11 @@ def generation(label: str) -> int:
 #: RFC 5280 5.3.1 reasons a signer certificate may be revoked with (no hold for signers).
 SIGNER_REVOCATION_REASONS = ("keyCompromise", "superseded", "cessationOfOperation",
                              "affiliationChanged", "privilegeWithdrawn", "unspecified")
+#: RFC 5280 5.3.1 reasons an IACA may be revoked with (taken out of trust: :meth:`MdocPki.revoke_iaca`).
+IACA_REVOCATION_REASONS = ("cACompromise", "keyCompromise", "superseded", "cessationOfOperation",
+                           "affiliationChanged", "privilegeWithdrawn", "unspecified")
+#: The reasons that say the key is in other hands: they replace any other reason recorded.
+COMPROMISE_REASONS = frozenset({"cACompromise", "keyCompromise"})
 #: A stored IACA CRL is rebuilt when its nextUpdate is closer than this (readers keep a CRL
 #: until its nextUpdate, 24 h after thisUpdate: the longest a DS revocation takes to reach them).
 CRL_REFRESH = dt.timedelta(hours=1)

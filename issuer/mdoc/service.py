@@ -94,6 +94,28 @@ class SignerRevocationResult:
     amended_from: str | None = None
 
 
+@dataclass(frozen=True)
+class IacaRevocationResult:
+    """What :meth:`MdocService.revoke_iaca` did: the IACA as it is now, whether the call
+    changed it (and the reason it had when it amended the revocation), the generation started
+    in its place when it was the current one, and the phones holding valid mdocs under it."""
+
+    info: SignerInfo
+    changed: bool
+    amended_from: str | None
+    successor: IacaRolloverResult | None
+    retired_signers: tuple[str, ...]
+    #: the phones that hold a valid mdoc under the revoked IACA (they need new MSOs)
+    affected_phones: tuple[str, ...]
+
+    def to_json(self) -> dict:
+        """The answer of ``mcred mdoc iaca revoke --json`` and POST /trust/iaca-revoke."""
+        return {**self.info.to_json(), "changed": self.changed, "amended_from": self.amended_from,
+                "successor": self.successor.to_json() if self.successor is not None else None,
+                "retired_signers": list(self.retired_signers),
+                "affected_phones": list(self.affected_phones)}
+
+
 class MdocService:
     def __init__(
         self,
@@ -261,6 +283,73 @@ class MdocService:
             return IacaStageResult(root, current.label)
 
         return run_transaction(self.sessions, work)
+
+    def revoke_iaca(self, ref: str | int, reason: str, *, actor: str = "issuer") -> IacaRevocationResult:
+        """Revoke IACA generation ``ref`` (:meth:`MdocPki.revoke_iaca`: out of the trust bundle
+        and the VICAL, signing nothing more; the current one replaced at once by the staged or
+        a new generation), audited ``mdoc.iaca.revoke`` (``mdoc.iaca.revoke.amend`` when a
+        compromise amends an earlier reason), with the phones whose mdocs it vouched for."""
+
+        def work(s: Session) -> IacaRevocationResult:
+            now = self.clock()
+            done = self.pki.revoke_iaca(s, ref, reason, now)
+            info = self._info(s, done.row)
+            phones = self._phones_under(s, [done.row.label])
+            successor = None
+            if done.successor is not None:
+                successor = IacaRolloverResult(done.successor, done.ds, done.status_signer,
+                                               done.successor_staged_since)
+            if done.changed:
+                detail = {"serial": info.serial, "reason": done.row.revocation_reason,
+                          "affected_mdocs": info.affected_mdocs, "affected_phones": len(phones),
+                          "retired_signers": list(done.retired_signers)}
+                if done.amended_from is not None:
+                    detail["previous_reason"] = done.amended_from
+                if successor is not None:
+                    detail["successor"] = successor.to_json()
+                s.add(AuditEvent(actor=actor, action="mdoc.iaca.revoke" if done.amended_from is None
+                                 else "mdoc.iaca.revoke.amend", subject=done.row.label, detail=detail))
+                s.flush()
+            return IacaRevocationResult(info, done.changed, done.amended_from, successor,
+                                        done.retired_signers, tuple(phones))
+
+        return run_transaction(self.sessions, work)
+
+    def signed_by(self, ref: str) -> tuple[SignerInfo, tuple[str, ...], tuple[str, ...]]:
+        """The signer ``ref`` names (a document signer's or an IACA's label or serial; an IACA
+        also by its number), the phones holding a valid mdoc it signed (an IACA: one its
+        document signers signed), sorted: the phones a re-issue after its compromise goes to;
+        and the phones whose only such mdocs are on hold (a lost phone: one to re-issue once
+        they are released)."""
+
+        def work(s: Session) -> tuple[SignerInfo, tuple[str, ...], tuple[str, ...]]:
+            from issuer.mdoc.errors import UnknownIaca, UnknownSigner
+
+            try:
+                row = self.pki.signer_row(s, ref, (PURPOSE_DS,))
+            except UnknownSigner:
+                try:
+                    row = self.pki.iaca_row(s, ref)
+                except UnknownIaca:
+                    raise UnknownSigner(f"no document signer or IACA with label or serial {ref!r} (mcred mdoc "
+                                        "ds list, mcred mdoc iaca list)") from None
+            phones = self._phones_under(s, [row.label])
+            held = [p for p in self._phones_under(s, [row.label], "hold") if p not in phones]
+            return self._info(s, row), tuple(phones), tuple(held)
+
+        return run_transaction(self.sessions, work)
+
+    def _phones_under(self, s: Session, labels: list[str], status: str = "valid") -> list[str]:
+        """The phones holding an mdoc of ``status`` signed by one of ``labels`` (document
+        signers, or IACAs: by the document signers they issued)."""
+        signers = set(labels)
+        iacas = [r for r in self.pki._rows(s, PURPOSE_IACA) if r.label in signers]
+        for root in iacas:
+            subject = self.pki._cert(root).subject
+            signers.update(r.label for r in self.pki._rows(s, PURPOSE_DS) if self.pki._cert(r).issuer == subject)
+        return sorted(set(s.scalars(select(Credential.phone_id).where(
+            Credential.kind == "mdoc", Credential.issuer_key.in_(sorted(signers)),
+            Credential.status == status))))
 
     def staged_iaca(self) -> SignerInfo | None:
         """The staged next IACA generation, as operators see it, or None."""

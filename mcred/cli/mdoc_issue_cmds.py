@@ -582,8 +582,8 @@ def ds_rollover(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 def iaca_list(as_json: bool = typer.Option(False, "--json")) -> None:
-    """Every IACA generation: serial, validity, current / staged / retired, and the valid
-    mdocs its document signers signed."""
+    """Every IACA generation: serial, validity, current / staged / retired / revoked, and the
+    valid mdocs its document signers signed."""
     from issuer.mdoc.pki import PURPOSE_IACA
 
     svc = _mdoc_service()[1]
@@ -593,6 +593,8 @@ def iaca_list(as_json: bool = typer.Option(False, "--json")) -> None:
     staged = svc.staged_iaca()
 
     def state(r) -> str:  # noqa: ANN001
+        if r.revoked_at is not None:
+            return "revoked"
         if r.active:
             return "current"
         if staged is not None and r.label == staged.label:
@@ -605,7 +607,9 @@ def iaca_list(as_json: bool = typer.Option(False, "--json")) -> None:
         return
     for r in rows:
         shown = {"staged": "staged: in the trust bundle, vouching for nothing until the rollover",
-                 "retired": "retired, still a trust anchor" if r.serial in trusted else "retired"}.get(state(r), state(r))
+                 "retired": "retired, still a trust anchor" if r.serial in trusted else "retired",
+                 "revoked": f"revoked ({r.reason}) {r.revoked_at:%Y-%m-%d %H:%M} UTC, out of the trust bundle"
+                 if r.revoked_at else ""}.get(state(r), state(r))
         typer.echo(f"{r.label}  serial {r.serial}  until {r.not_after:%Y-%m-%d}  {shown}"
                    f"  {r.affected_mdocs} valid mdoc(s)")
 
@@ -666,6 +670,110 @@ def iaca_rollover(as_json: bool = typer.Option(False, "--json")) -> None:
         console.print("[yellow]readers need the new IACA before they see its mdocs: mcred export iaca "
                       "--out FILE (every IACA they need), or /trust/iaca.pem (mcred mdoc iaca stage "
                       "publishes the next one ahead of its use)[/]")
+
+
+def iaca_revoke(
+    iaca_ref: str = typer.Argument(..., metavar="IACA", help="The IACA generation: its number (2), label "
+                                   "(mdoc-iaca-2) or certificate serial (hex), as mcred mdoc iaca list shows."),
+    reason: str = typer.Option(..., "--reason", help="cACompromise (the IACA's key known or suspected in other "
+                               "hands), keyCompromise, superseded, cessationOfOperation, affiliationChanged, "
+                               "privilegeWithdrawn or unspecified."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Take an IACA out of trust: out of the trust bundle (/trust/iaca.pem) and the VICAL at
+    once, and its key signs nothing more (no signer, CRL or status list).
+
+    A root cannot be listed on a CRL, its own being signed by the key in question: readers
+    drop it when they next take the VICAL or the bundle, and from then on refuse every mdoc
+    and status list under it. The current IACA is replaced in the same step by the staged
+    generation (mcred mdoc iaca stage; readers that took the bundle since then trust it
+    already), else by a new one that readers need at once. Its phones then need new MSOs:
+    mcred mdoc reissue --signer IACA."""
+    from issuer.mdoc.errors import IssuerMdocError, UnknownIaca
+
+    svc = _mdoc_service()[1]
+    svc.setup()
+    try:
+        done = svc.revoke_iaca(iaca_ref, reason, actor=cli_actor())
+    except UnknownIaca as exc:
+        raise _fail(str(exc), 2, as_json) from None
+    except IssuerMdocError as exc:  # the reason, or the successor cannot be made: nothing was changed
+        raise _fail(str(exc), 2, as_json) from None
+    info = done.info
+    if as_json:
+        print(json.dumps(done.to_json(), ensure_ascii=False))
+        return
+    if not done.changed:
+        console.print(f"{info.label} was already revoked ({info.reason})", highlight=False)
+        return
+    if done.amended_from is not None:
+        console.print(f"{info.label} serial {info.serial}: revoked ({done.amended_from}) -> revoked ({info.reason}), "
+                      "amended (its revocation time kept)", highlight=False)
+        return
+    console.print(f"{info.label} serial {info.serial} revoked ({info.reason}): out of the trust bundle and the "
+                  "VICAL from now on; it signs nothing more", highlight=False)
+    if done.retired_signers:
+        console.print(f"retired with it: {', '.join(done.retired_signers)}", highlight=False)
+    r = done.successor
+    if r is not None:
+        if r.staged_since is not None:
+            console.print(f"the staged IACA {r.iaca.label} (in the bundle since {r.staged_since:%Y-%m-%d %H:%M} UTC) "
+                          f"started in its place, with document signer {r.ds.label} and status-list signer "
+                          f"{r.status_signer.label}", highlight=False)
+        else:
+            console.print(f"new IACA {r.iaca.label} started in its place, with document signer {r.ds.label} and "
+                          f"status-list signer {r.status_signer.label}", highlight=False)
+            console.print("[yellow]readers need it before they see its mdocs: mcred export iaca --out FILE, "
+                          "/trust/iaca.pem or the VICAL (/trust/vical)[/]")
+    if done.affected_phones:
+        console.print(f"[yellow]{info.affected_mdocs} valid mdoc(s) on {len(done.affected_phones)} phone(s) are "
+                      f"refused from now on: mcred mdoc reissue --signer {info.label}[/]")
+
+
+def reissue(
+    signer: str = typer.Option(..., "--signer", help="The revoked or retired signer whose mdocs to replace: a "
+                               "document signer (label or serial) or an IACA (number, label or serial)."),
+    workers: int = typer.Option(4, "--workers", min=1, max=32, help="Phones refreshed at a time."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Issue new MSOs into every phone holding a valid mdoc of a signer taken out of use
+    (mcred mdoc ds revoke, mcred mdoc iaca revoke, or a rollover), each as mcred mdoc
+    refresh does: new device keys in the SE, the old MSOs superseded. A phone refused is
+    reported and stops no other; run it again to go on (only the phones still holding such
+    an mdoc are taken). Exit 0 once every such phone holds new MSOs, 1 while any is left."""
+    from issuer.mdoc.errors import UnknownSigner
+    from mcred.context import Context
+    from mcred.provision import ProvisionError
+    from mcred.reissue import REISSUED, reissue_signed_by
+
+    ctx = Context.open()
+
+    def said(p, _done: int, _total: int) -> None:  # noqa: ANN001 - a PhoneReissue
+        if not as_json:
+            mark = "[green]reissued[/]" if p.outcome == REISSUED else f"[red]{p.outcome}[/]"
+            extra = f" job {p.job_id}, {p.mdocs} MSO(s)" if p.outcome == REISSUED else f": {p.detail}"
+            console.print(f"  {p.phone_id}: {mark}{extra}", highlight=False)
+
+    try:
+        report = reissue_signed_by(ctx, signer, actor=cli_actor(), workers=workers, progress=said)
+    except UnknownSigner as exc:
+        raise _fail(str(exc), 2, as_json) from None
+    except ProvisionError as exc:
+        raise _fail(str(exc), 2, as_json) from None
+    if as_json:
+        print(json.dumps(report.to_json(), ensure_ascii=False))
+    elif not report.phones:
+        console.print(f"no phone holds a valid mdoc of {report.signer}: nothing to re-issue", highlight=False)
+    else:
+        j = report.to_json()
+        for p in report.phones:
+            if p.outcome == "on-hold":
+                said(p, 0, 0)
+        console.print(f"{report.signer}: {j['reissued']} phone(s) re-issued, {j['refused']} refused, "
+                      f"{j['not_here']} not on this machine, {j['on_hold']} on hold, in {report.seconds:.2f} s",
+                      highlight=False)
+    if not report.done:
+        raise typer.Exit(1)
 
 
 def ds_revoke(
@@ -737,8 +845,8 @@ def _revoke_signer(ref: str, reason: str, as_json: bool, purpose: str) -> None:
                       "at their next request", highlight=False)
     elif info.affected_mdocs:
         console.print(f"[yellow]{info.affected_mdocs} valid mdoc(s) were signed by it: readers "
-                      "checking the IACA CRL refuse them; issue new ones (mcred mdoc refresh "
-                      "--phone ID)[/]")
+                      f"checking the IACA CRL refuse them; issue new ones (mcred mdoc reissue "
+                      f"--signer {info.label})[/]")
 
 
 def _hex_bytes(value):  # noqa: ANN001, ANN202
@@ -768,10 +876,12 @@ def register(app: typer.Typer) -> None:
     ds.command("list")(ds_list)
     ds.command("rollover")(ds_rollover)
     ds.command("revoke")(ds_revoke)
-    iaca_group = _group(mdoc, "iaca", "The mdoc IACA (trust anchor) generations: list, rollover.")
+    mdoc.command("reissue")(reissue)
+    iaca_group = _group(mdoc, "iaca", "The mdoc IACA (trust anchor) generations: list, stage, rollover, revoke.")
     iaca_group.command("list")(iaca_list)
     iaca_group.command("rollover")(iaca_rollover)
     iaca_group.command("stage")(iaca_stage)
+    iaca_group.command("revoke")(iaca_revoke)
     export_app.command("iaca")(export_iaca)
     export_app.command("vical")(export_vical)
     status_lists = _group(app, "status-list", "Token Status Lists.")
