@@ -52,9 +52,10 @@ from protocols.cardsub import parse_holder
 
 SCENARIOS = ("model_change", "resale", "lost_found", "lost_not_found", "stolen", "renewal", "cert_renewal", "moved",
              "death",
-             "pin_lock", "puk_lock", "abandoned", "ds_compromise", "kloc_compromise", "iaca_rollover")
+             "pin_lock", "puk_lock", "abandoned", "ds_compromise", "kloc_compromise", "iaca_rollover",
+             "iaca_compromise")
 #: the issuer-wide scenarios: every phone a subject, no bystander
-WHOLE = ("ds_compromise", "kloc_compromise", "iaca_rollover")
+WHOLE = ("ds_compromise", "kloc_compromise", "iaca_rollover", "iaca_compromise")
 #: The Status List Token ttl the drill installation publishes (seconds): short, so that a
 #: reader holding a cached list sees a change within a drill; the report states it.
 DRILL_TTL = 2
@@ -1177,16 +1178,7 @@ def _iaca_rollover(env: Env, report: DrillReport, workers: int,
     MSOs under it (``mcred mdoc refresh``). The reader that took the VICAL after the staging
     accepts the captured (old IACA) presentations and the new ones alike; the one that took
     it before refuses the new ones on the chain: why the staging comes first."""
-    from reader.pipeline import HttpxFetcher, ReaderPipeline, StatusListCache
-    from reader.trust import TrustStore
-
     svc = mdoc_service(env.ctx)
-
-    def vical_reader() -> ReaderPipeline:
-        cas = x509.load_pem_x509_certificates(env.http.get("/trust/vical-ca.pem").content)
-        trust = TrustStore()
-        trust.import_vical(env.http.get("/trust/vical").content, vical_anchors=cas, now=dt.datetime.now(dt.UTC))
-        return ReaderPipeline(trust, status=StatusListCache(HttpxFetcher(client=env.http)))
 
     def setup(i: int) -> tuple[SubjectReport, ProvisionResult, tuple[bytes, Any]]:
         rep = SubjectReport(phone="")
@@ -1198,11 +1190,11 @@ def _iaca_rollover(env: Env, report: DrillReport, workers: int,
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         subjects = list(pool.map(setup, range(1, report.phones + 1)))
-    early = vical_reader()  # took the VICAL before the staging: the current IACA alone
+    early = _vical_reader(env)  # took the VICAL before the staging: the current IACA alone
     t0 = time.perf_counter()
     staged = svc.stage_iaca(actor="drill")
     stage_s = time.perf_counter() - t0
-    late = vical_reader()
+    late = _vical_reader(env)
     _require(staged.certificate in late.trust.certificates,
              f"the staged IACA {staged.label} is not in the VICAL taken after the staging")
     t0 = time.perf_counter()
@@ -1238,6 +1230,103 @@ def _iaca_rollover(env: Env, report: DrillReport, workers: int,
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(recover, subjects))
     report.subjects.extend(rep for rep, _, _ in subjects)
+
+
+def _vical_reader(env: Env) -> Any:  # noqa: ANN401 - a ReaderPipeline
+    """A reader that takes the issuer's VICAL now (under /trust/vical-ca.pem), as a reader
+    following a VICAL does at each reload, and trusts what it lists."""
+    from reader.pipeline import HttpxFetcher, ReaderPipeline, StatusListCache
+    from reader.trust import TrustStore
+
+    cas = x509.load_pem_x509_certificates(env.http.get("/trust/vical-ca.pem").content)
+    trust = TrustStore()
+    trust.import_vical(env.http.get("/trust/vical").content, vical_anchors=cas, now=dt.datetime.now(dt.UTC))
+    return ReaderPipeline(trust, status=StatusListCache(HttpxFetcher(client=env.http)))
+
+
+def _iaca_compromise(env: Env, report: DrillReport, workers: int,
+                     progress: Callable[[int], None] | None) -> None:
+    """IACA key compromise (issuer-wide; specs/issuer-keys.md "An IACA revoked"): every
+    subject holds mdocs of the current IACA, and the operator had staged the next one (a
+    reader took the VICAL since). The issuer revokes the current IACA (cACompromise): the
+    staged one starts at once; a reader taking the VICAL again refuses each captured
+    presentation on its chain (propagation measured from the revocation request); one
+    ``mcred mdoc reissue --signer`` gives every phone new MSOs under the staged IACA, which
+    the reader that took the VICAL before the compromise accepts without a trust update, as a
+    reader taking it afresh does; JPKI is untouched."""
+    from mcred.reissue import reissue_signed_by
+
+    svc = mdoc_service(env.ctx)
+
+    def setup(i: int) -> tuple[SubjectReport, ProvisionResult, tuple[bytes, Any], bytes]:
+        rep = SubjectReport(phone="")
+        r = _new_subject(env, rep, i, "iacax")
+        response, st = rep.timed("present (valid)", lambda: env.present(r.phone_id))
+        ok, why = env.reader_verdict(response, st)
+        _require(ok, f"{r.phone_id}: fresh presentation refused: {why}")
+        cms = rep.timed("sign (valid)", lambda: env.sign(r.phone_id, r.password))
+        return rep, r, (response, st), cms
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        subjects = list(pool.map(setup, range(1, report.phones + 1)))
+    if svc.staged_iaca() is None:  # staged ahead, as the operator does (specs/issuer-keys.md "Publish before use")
+        svc.stage(actor="drill")
+    held = _vical_reader(env)  # took the VICAL after the staging, never again
+    compromised = svc.iaca_certificate()
+    _require(compromised in held.trust.certificates, "the current IACA is not in the VICAL")
+    for _rep, r, (response, st), _cms in subjects:
+        ok, why = verdict_of(held, response, st)
+        _require(ok, f"{r.phone_id}: refused by the reader of the VICAL before the compromise: {why}")
+    t0 = time.perf_counter()
+    done = svc.revoke_iaca(next(i.label for i in svc.signers("iaca") if i.active), "cACompromise", actor="drill")
+    revoke_s = time.perf_counter() - t0
+    successor = done.successor
+    _require(successor is not None and successor.staged_since is not None,
+             f"the revocation did not start the staged IACA: {successor}")
+    env.reader.trust.add(successor.iaca.certificate, source="drill")  # the drill's own readers follow
+    timeout = env.ttl + 30
+    for rep, r, (response, st), _cms in subjects:
+        while True:
+            ok, why = verdict_of(_vical_reader(env), response, st)  # the VICAL taken again
+            if not ok and "issuer_certificate_chain" in why:
+                rep.reader_propagation_s, rep.reader_reason = time.perf_counter() - t0, why
+                break
+            if time.perf_counter() - t0 > timeout:
+                raise DrillFailure(f"{r.phone_id}: not refused by a reader of the VICAL {timeout:.0f} s "
+                                   f"after the IACA's revocation: {why}")
+            time.sleep(POLL_S)
+    t1 = time.perf_counter()
+    reissued = reissue_signed_by(env.ctx, done.info.label, actor="drill", workers=workers)
+    reissue_s = time.perf_counter() - t1
+    mine = {r.phone_id for _, r, _, _ in subjects}
+    left = [p for p in reissued.phones if p.phone_id in mine and p.outcome != "reissued"]
+    _require(not left, f"not re-issued: {[(p.phone_id, p.outcome, p.detail) for p in left]}")
+    report.bystander = {"phone": "-", "result": (
+        f"IACA {done.info.label} revoked (cACompromise) in {revoke_s:.3f} s, the staged {successor.iaca.label} "
+        f"started with it; {len(reissued.phones)} phone(s) re-issued in {reissue_s:.3f} s "
+        f"(mcred mdoc reissue --signer {done.info.label})")}
+    fresh = _vical_reader(env)
+
+    def recover(item: tuple[SubjectReport, ProvisionResult, tuple[bytes, Any], bytes]) -> None:
+        rep, r, _captured, cms = item
+        try:
+            response, st = env.present(r.phone_id)
+            for who, reader in (("the reader that took the VICAL before the compromise", held),
+                                ("a reader taking the VICAL afresh", fresh)):
+                ok, why = verdict_of(reader, response, st)
+                _require(ok, f"{r.phone_id}: its new MSO refused by {who}: {why}")
+            ok, why = env.rp_verdict(cms)
+            _require(ok, f"{r.phone_id}: the JPKI signature was disturbed: {why}")
+            rep.final["jpki"] = "unaffected (OCSP good)"
+            rep.final["after_reissue"] = (f"accepted under {successor.iaca.label}, by the reader of the VICAL "
+                                          "taken before the compromise (no trust update) and afresh")
+        finally:
+            if progress:
+                progress(1)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(recover, subjects))
+    report.subjects.extend(rep for rep, _, _, _ in subjects)
 
 
 class _Thief:
@@ -1455,7 +1544,7 @@ def run_drill(ctx: Context, scenario: str, *, phones: int = 1, workers: int | No
     report = DrillReport(scenario, phones, env.ttl)
     if scenario in WHOLE:
         whole = {"ds_compromise": _ds_compromise, "kloc_compromise": _kloc_compromise,
-                 "iaca_rollover": _iaca_rollover}[scenario]
+                 "iaca_rollover": _iaca_rollover, "iaca_compromise": _iaca_compromise}[scenario]
         try:
             whole(env, report, workers or min(phones, 4), progress)
             report.passed = True

@@ -139,6 +139,34 @@ def test_iaca_rollover_published_before_use_every_phone_refreshed_under_it(env):
     assert "## iaca_rollover: PASSED" in render_markdown([report])
 
 
+def test_iaca_compromise_refused_at_the_next_vical_and_every_phone_reissued_under_the_staged_one(tmp_path):
+    """Issuer-wide: the current IACA is revoked (cACompromise) with the next one staged; a
+    reader taking the VICAL again refuses every captured presentation on its chain; one
+    re-issue gives every phone MSOs under the staged IACA, which the reader that took the
+    VICAL before the compromise accepts with no trust update. Its own installation: the
+    re-issue moves every phone of the IACA, the other drills' too."""
+    from mcred.mdoc_flow import mdoc_service
+
+    with fsync_skipped():
+        own = Env(Context.open(tmp_path), ttl=1)
+        report = run_drill(own.ctx, "iaca_compromise", phones=2, env=own)
+    assert report.passed, report.error
+    assert len(report.subjects) == 2
+    assert report.bystander["result"].startswith("IACA mdoc-iaca-1 revoked (cACompromise)")
+    assert "the staged mdoc-iaca-2 started" in report.bystander["result"]
+    for s in report.subjects:
+        assert "issuer_certificate_chain" in s.reader_reason and 0 < s.reader_propagation_s < own.ttl + 5
+        assert s.final["jpki"].startswith("unaffected")
+        assert s.final["after_reissue"].startswith("accepted under mdoc-iaca-2")
+    svc = mdoc_service(own.ctx)
+    assert [(i.label, i.reason) for i in svc.signers("iaca")] == [("mdoc-iaca-1", "cACompromise"),
+                                                                   ("mdoc-iaca-2", None)]
+    assert svc.trusted_iacas() == [svc.iaca_certificate()]
+    md = render_markdown([report])
+    assert "## iaca_compromise: PASSED" in md and "reader propagation" in md
+    own.close()
+
+
 def test_kloc_compromise_every_se_refuses_the_leaked_cas_oce_after_its_move(env):
     """Issuer-wide: whoever holds the leaked KLOC CA key opens SCP11a on every SE before the
     rotation; after it, each SE the TSM moved (and the phone from stock, at its first contact)
