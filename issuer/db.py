@@ -66,10 +66,10 @@ class Holder(IssuerBase):
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     #: Who the record says the person is, for a holder registered from a holder file (which
     #: names no card): SHA-256 hex of the identity fields (``issuer.holders.identity_of``;
-    #: their text normalised, ``identity_text``: revisions ``i0018idnorm``, ``i0020addrnorm``),
-    #: unique, so that the same person registered again is the same holder, also from two
-    #: registrations at once; None for one registered by card number, and once erased
-    #: (revision ``i0016holderid``).
+    #: their text normalised, ``identity_text``: revisions ``i0018idnorm``, ``i0020addrnorm``,
+    #: ``i0021blocknum``), unique, so that the same person registered again is the same
+    #: holder, also from two registrations at once; None for one registered by card number,
+    #: and once erased (revision ``i0016holderid``).
     identity: Mapped[str | None] = mapped_column(String(64))
 
     #: Listings page in registration order (mcred holder list, GET /holders).

@@ -9,7 +9,8 @@ constraint): registering the same card again returns the same holder; the same c
 with different data is refused. A record without a card number (a holder file, a
 ``POST /provisioning`` body) is the person its :data:`IDENTITY_FIELDS` name (``holders.identity``,
 unique; compared normalised, :func:`identity_text`: full-width or half-width digits, dashes
-and spaces, and an address's block numbers in kanji, 丁目/番地/号 or hyphens, are one person): registering the same person again returns the same holder, also
+and spaces, and an address's block numbers in kanji (old-style 壱弐参拾 too), with leading
+zeros or none, 丁目/番地/号 or hyphens, are one person): registering the same person again returns the same holder, also
 when two registrations race. A simulated card number is 16 random digits; the simulated
 card is valid until the holder's 10th birthday after today in Japan, the 5th for a holder
 under 18 (``protocols.birthdays.card_expiry``, the rule the mdoc's card validity follows).
@@ -104,11 +105,17 @@ _SPACES = re.compile(r"\s+")
 #: the block numbers are folded, :func:`identity_text`); in the names and the kana ー is the
 #: long vowel and is never folded.
 _PLACE_FIELDS = frozenset({"address", "prefecture", "municipality"})
+#: The kanji numerals a block number is written in: 〇 to 九, 十, 百, 千, and the old-style
+#: (大字, daiji) 壱 弐 参 拾 (壹 貳 參), as one, two, three and ten (:data:`_DAIJI`). 万 and 萬
+#: are not among them: a place name may end in 万 right before a block number (群馬県中之条町
+#: 大字四万, 金沢市四十万), where 四万四千二百二十八番地 would read as 44228 (it stays 四万4228).
+_NUMERALS = "〇一二三四五六七八九十百千壱弐参拾壹貳參"
+#: The old-style numerals as the ordinary ones they stand for.
+_DAIJI = str.maketrans("壱弐参拾壹貳參", "一二三十一二三")
 #: The block units a number in an address counts (丁目, 番地, 番, 号; Hokkaido's 条 and 線,
 #: Iwate's 地割): a run of kanji numerals right before one is a number, where elsewhere it is
-#: part of a place name (四日市, 一宮, 八丁堀, 十日町) and is kept.
-_KANJI_NUMBER = re.compile("(?<![〇一二三四五六七八九十百千])([〇一二三四五六七八九十百千]+)"
-                           "(?=丁目|番地|番|号|条|線|地割)")
+#: part of a place name (四日市, 一宮, 八丁堀, 十日町, 参宮橋, 壱岐) and is kept.
+_KANJI_NUMBER = re.compile(f"(?<![{_NUMERALS}])([{_NUMERALS}]+)(?=丁目|番地|番|号|条|線|地割)")
 _KANJI_DIGIT = {c: str(i) for i, c in enumerate("〇一二三四五六七八九")}
 #: A kanji numeral with multipliers (二十三, 十, 百五, 千二百): digits 一 to 九, each at
 #: most once before 千, 百, 十, in that order; 〇 is only positional (二〇 is 20).
@@ -121,19 +128,35 @@ _BLOCK_JOIN = re.compile("(?<=[0-9])(?:丁目|番地の|番地|番の|番|の)(?
 #: (2-1-2号コーポ101, 1番地(梅田ビル)). Not before a kanji, a digit or a hiragana: 1番町,
 #: 2号室, 3号棟, 1号館 keep theirs.
 _BLOCK_END = re.compile("(?<=[0-9])(?:丁目|番地|番|号)(?=$|[\u30A1-\u30FAA-Za-z(])")
+#: The numbers of the address once its block units between numbers are hyphens: a run of
+#: digits, alone or with others joined by hyphens (2-01-003), taken whole (:func:`_unpadded`).
+_NUMBER_CHAIN = re.compile("(?<![0-9])[0-9]+(?:-[0-9]+)*")
+#: What makes a number alone a block number (:func:`_unpadded`): a block unit right after it,
+#: 番 and 号 only where :data:`_BLOCK_END` drops them (at the end, before a katakana, a Latin
+#: letter or ``(``), not before a kanji (1番町, 101号室, 2号棟, 1号館: a place's name, a room's
+#: or a building's number).
+_UNIT_AFTER = re.compile("丁目|番地|条|線|地割|[番号](?=$|[\u30A1-\u30FAA-Za-z(])")
+#: The last letter of a building's name written in katakana (with its ー) or Latin letters: a
+#: number right after it (or after it and a hyphen: コーポ101, コーポ1-01, A-01) is the
+#: building's or a room's, not a block number.
+_BUILDING_LETTER = re.compile("[\u30A1-\u30FA\u30FCA-Za-z]")
+#: A postal code (郵便番号): three digits, a hyphen, four digits.
+_POSTAL_CODE = re.compile("[0-9]{3}-[0-9]{4}")
 
 
 def _kanji_number(match: re.Match) -> str:
-    """A run of kanji numerals before a block unit in ASCII digits: positional (一二 is 12,
-    二〇 is 20, 〇一 is 01: digit for digit, as ASCII digits are kept) when it holds none of
-    十百千, else counted (二十三 is 23, 百五 is 105); a run that is neither (十十, 千〇五)
-    stays as it is."""
-    run = match.group(1)
+    """A run of kanji numerals before a block unit in ASCII digits, an old-style numeral as
+    the one it stands for (弐拾参 is 二十三, 壱 一, :data:`_DAIJI`): positional (一二 is 12,
+    二〇 is 20, 〇一 is 01: digit for digit, as ASCII digits are, whose leading zeros
+    :func:`_unpadded` drops) when it holds none of 十百千, else counted (二十三 is 23, 百五
+    is 105); a run that is neither (十十, 千〇五, 拾拾) stays as it is."""
+    given = match.group(1)
+    run = given.translate(_DAIJI)
     if not any(c in "十百千" for c in run):
         return "".join(_KANJI_DIGIT[c] for c in run)
     counted = _KANJI_COUNTED.fullmatch(run)
     if counted is None:
-        return run
+        return given
     value = 0
     thousands, hundreds, tens, ones = counted.groups()
     for digit, unit, weight in ((thousands, "千", 1000), (hundreds, "百", 100), (tens, "十", 10)):
@@ -142,6 +165,26 @@ def _kanji_number(match: re.Match) -> str:
     if ones:
         value += int(_KANJI_DIGIT[ones])
     return str(value)
+
+
+def _unpadded(match: re.Match) -> str:
+    """A run of digits or a chain of them (:data:`_NUMBER_CHAIN`) without the leading zeros of
+    its numbers (01 is 1, 00 is 0; 2-01-003 is 2-1-3) where they are block numbers: a chain of
+    two or more, or one run right before a block unit (:data:`_UNIT_AFTER`: 01丁目, 〇一番地,
+    北01条). Kept as it is: a postal code (right after 〒, or three digits, a hyphen and four
+    digits at the start of the field: 〒100-0001, 100-0001東京都); a number right after a
+    katakana or a Latin letter, or after one and a hyphen (:data:`_BUILDING_LETTER`: the
+    building's, コーポ0101, コーポ1-01, A-01); and any other run alone (梅田ビル0201, 0101号室),
+    whose zeros may be the number's own."""
+    chain, text, start = match.group(0), match.string, match.start()
+    before = text[start - 1:start]
+    if before == "-":
+        before = text[start - 2:start - 1]
+    if text[start - 1:start] == "〒" or (start == 0 and _POSTAL_CODE.fullmatch(chain)):
+        return chain
+    if _BUILDING_LETTER.fullmatch(before) or ("-" not in chain and not _UNIT_AFTER.match(text, match.end())):
+        return chain
+    return "-".join(number.lstrip("0") or "0" for number in chain.split("-"))
 
 
 def identity_text(field: str, value: str) -> str:
@@ -153,26 +196,32 @@ def identity_text(field: str, value: str) -> str:
     ``protocols.cardsub``), as does ー in a name or its kana.
 
     A place field (:data:`_PLACE_FIELDS`) is an address written in one of the usual ways, so
-    in it, in this order: white space is dropped (北区 1-1 is 北区1-1); a run of kanji numerals
-    right before a block unit 丁目, 番地, 番, 号, 条, 線 or 地割 is its number in ASCII digits
-    (:func:`_kanji_number`: 二丁目 is 2丁目, 北一条 北1条; 四日市, 一宮, 八丁堀, 六本木 stay);
-    ー between two digits is ``-``; 丁目, 番地, 番, 番地の, 番の or の between two numbers is
-    ``-`` (2丁目1番2号, 2丁目1-2, 1番地の2, 1の2 are 2-1-2, 2-1-2, 1-2, 1-2); and 丁目, 番地, 番 or
-    号 after a number is dropped at the end of the text or before a katakana, a Latin letter
-    or ``(`` (:data:`_BLOCK_END`: 2-1-2号 is 2-1-2), kept before a kanji (2号室, 1番町: 一番町
-    is 1番町, typed either way; so 2-1-2号 梅田ビル stays apart from 2-1-2 梅田ビル). Then NFKC
-    again (a combining mark a dropped space parted from its letter joins it). The form is
-    its own form (applied twice, the same). So the same address typed otherwise is one
-    person; a space that parted two numbers no longer does (1-1 201 and 1-1201 are one
-    address), which, compared with the names, birth date and sex, still names one person.
-    Only the identity is compared so: the record keeps the text as given (revision
-    ``i0020addrnorm`` recomputed the identities)."""
+    in it, in this order: white space is dropped (北区 1-1 is 北区1-1); a run of kanji numerals,
+    the old-style 壱 弐 参 拾 (壹 貳 參) among them, right before a block unit 丁目, 番地, 番, 号,
+    条, 線 or 地割 is its number in ASCII digits (:func:`_kanji_number`: 二丁目 and 弐丁目 are
+    2丁目, 北一条 北1条; 四日市, 一宮, 八丁堀, 六本木, 参宮橋, 壱岐 stay; 万 is not a numeral
+    here, :data:`_NUMERALS`); ー between two digits is ``-``; 丁目, 番地, 番, 番地の, 番の or の
+    between two numbers is ``-`` (2丁目1番2号, 2丁目1-2, 1番地の2, 1の2 are 2-1-2, 2-1-2, 1-2,
+    1-2); the block numbers lose their leading zeros (:func:`_unpadded`: 01丁目, 〇一丁目 are
+    1丁目, 2-01-003 is 2-1-3; a postal code, 〒100-0001, a number right after a building's name
+    in katakana or Latin letters, コーポ0101, コーポ1-01, and a number alone before no block
+    unit, 0101号室, keep theirs); and 丁目, 番地, 番 or 号 after a number is dropped at the end
+    of the text or before a katakana, a Latin letter or ``(`` (:data:`_BLOCK_END`: 2-1-2号 is
+    2-1-2), kept before a kanji (2号室, 1番町: 一番町 is 1番町, typed either way; so 2-1-2号
+    梅田ビル stays apart from 2-1-2 梅田ビル: the space that parted them is gone by then, and
+    dropping 号 only before a space and a kanji would part 2-1-2号 梅田ビル from 2-1-2号梅田ビル,
+    one person today). Then NFKC again (a combining mark a dropped space parted from its
+    letter joins it). The form is its own form (applied twice, the same). So the same address
+    typed otherwise is one person; a space that parted two numbers no longer does (1-1 201
+    and 1-1201 are one address), which, compared with the names, birth date and sex, still
+    names one person. Only the identity is compared so: the record keeps the text as given
+    (revisions ``i0020addrnorm``, ``i0021blocknum`` recomputed the identities)."""
     text = _DASHES.sub("-", unicodedata.normalize("NFKC", value))
     if field not in _PLACE_FIELDS:
         return _SPACES.sub(" ", text).strip()
     text = _KANJI_NUMBER.sub(_kanji_number, _SPACES.sub("", text))
-    text = _BLOCK_END.sub("", _BLOCK_JOIN.sub("-", _DIGIT_CHOON.sub("-", text)))
-    return unicodedata.normalize("NFKC", text)
+    text = _NUMBER_CHAIN.sub(_unpadded, _BLOCK_JOIN.sub("-", _DIGIT_CHOON.sub("-", text)))
+    return unicodedata.normalize("NFKC", _BLOCK_END.sub("", text))
 
 
 def identity_of(data: Mapping) -> str:

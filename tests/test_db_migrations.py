@@ -116,7 +116,7 @@ def test_the_expiry_index_comes_and_goes_with_its_migration(db_url):
     engine.dispose()
     assert set(indexes()) == before - {"ix_credential_expiry"}
     applied, newest = schema_status(engine)
-    assert "i0013wflease" in applied and "i0020addrnorm" in newest and applied != newest
+    assert "i0013wflease" in applied and "i0021blocknum" in newest and applied != newest
     migrate(engine)
     assert indexes()["ix_credential_expiry"] == ["kind", "not_after"]
     assert schema_status(engine)[0] == schema_status(engine)[1]
@@ -326,6 +326,66 @@ def test_holders_one_person_only_by_their_address_blocks_keep_the_oldest_identit
     with engine.connect() as conn:
         got = dict(conn.execute(sa.text("SELECT id, identity FROM holders")).all())
     assert got == {"older": _i0018_identity(kanji), "later": None, "other": _i0018_identity(sapporo), "card": None}
+    engine.dispose()
+
+
+def _i0020_identity(data: dict) -> str:
+    """The identity in i0020addrnorm's form, as that revision froze it (what a holder
+    registered before i0021blocknum holds)."""
+    import importlib.util
+    from pathlib import Path
+
+    import issuer.migrations
+
+    path = Path(issuer.migrations.__file__).parent / "versions" / "i0020addrnorm_holder_identity_address_blocks.py"
+    spec = importlib.util.spec_from_file_location("i0020addrnorm_frozen", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module._identity(module._text_i0020, data)
+
+
+def test_holders_one_person_only_by_old_numerals_or_zeros_keep_the_oldest_identity(db_url):
+    """i0021blocknum recomputes holders.identity with the old-style numerals (壱 弐 参 拾) read
+    as block numbers and the block numbers' leading zeros dropped: a person registered once
+    as 梅田弐丁目壱番弐号 and once as 梅田02-01-02 were two identities; now the older keeps the
+    (new) identity and the later has none (logged); another person gets theirs in the new
+    form, and one whose postal code and room number have zeros keeps them; a holder without
+    one (by card number) stays without; the records keep their text. The downgrade gives back
+    i0020addrnorm's identities to those that keep one."""
+    from alembic import command
+
+    from issuer.holders import identity_of
+    from mcred.db import _alembic_config
+
+    daiji = {"family_name": "山田", "given_name": "太郎", "family_name_kana": "やまだ",
+             "given_name_kana": "たろう", "birth_date": "1990-04-01", "sex": 1,
+             "address": "大阪府大阪市北区梅田弐丁目壱番弐号 コーポ梅田", "prefecture": "大阪府", "municipality": "大阪市北区"}
+    zeros = dict(daiji, address="大阪府大阪市北区梅田02-01-02コーポ梅田")
+    other = dict(daiji, given_name="次郎", address="〒100-0001 東京都千代田区千代田01丁目01番 コーポ0101",
+                 prefecture="東京都", municipality="千代田区")
+    assert _i0020_identity(daiji) != _i0020_identity(zeros) and identity_of(daiji) == identity_of(zeros)
+    assert identity_of(other) != identity_of(dict(other, address="〒100-1 東京都千代田区千代田1-1 コーポ101"))
+    engine = make_engine(db_url)
+    migrate(engine)
+    command.downgrade(_alembic_config(engine), "i0020addrnorm")
+    _insert_holders(engine, (("later", zeros, _i0020_identity(zeros), 2), ("older", daiji, _i0020_identity(daiji), 1),
+                             ("other", other, _i0020_identity(other), 3), ("card", daiji, None, 4)))
+    engine.dispose()
+    migrate(engine)
+    with engine.connect() as conn:
+        got = dict(conn.execute(sa.text("SELECT id, identity FROM holders")).all())
+        stored = conn.execute(sa.text("SELECT data FROM holders WHERE id = 'older'")).scalar_one()
+    assert got == {"older": identity_of(daiji), "later": None, "other": identity_of(other), "card": None}
+    assert identity_of(other) != _i0020_identity(other)  # recomputed, not just kept
+    assert (json.loads(stored) if isinstance(stored, str) else stored) == daiji  # its text as given
+    with engine.begin() as conn, pytest.raises(sa.exc.IntegrityError):  # one person, one record
+        conn.execute(sa.text("UPDATE holders SET identity = :i WHERE id = 'later'"), {"i": identity_of(zeros)})
+    engine.dispose()
+    command.downgrade(_alembic_config(engine), "i0020addrnorm")
+    engine.dispose()
+    with engine.connect() as conn:
+        got = dict(conn.execute(sa.text("SELECT id, identity FROM holders")).all())
+    assert got == {"older": _i0020_identity(daiji), "later": None, "other": _i0020_identity(other), "card": None}
     engine.dispose()
 
 

@@ -86,8 +86,18 @@ SAPPORO = ("北海道札幌市中央区北一条西二丁目1", "北海道札幌
            "北海道札幌市中央区北一条西二丁目一番地")
 
 
-@pytest.mark.parametrize("variants", [UMEDA, SAPPORO, ("大阪市北区 1-1", "大阪市北区1-1", "大阪市北区一丁目1番")],
-                         ids=["umeda", "hokkaido-jo", "space"])
+#: The same address in old-style (daiji) numerals, 壱 弐 参 拾 and 壹 貳 參, as a register of
+#: old may give it, and with leading zeros (a form's fixed-width boxes, 〇一 in kanji).
+DAIJI = ("大阪府大阪市北区梅田弐丁目壱番弐号", "大阪府大阪市北区梅田貳丁目壹番貳号", "大阪府大阪市北区梅田弐丁目1番地の2",
+         "大阪府大阪市北区梅田二丁目一番二号", "大阪府大阪市北区梅田2-1-2")
+ZEROS = ("大阪府大阪市北区梅田02丁目01番02号", "大阪府大阪市北区梅田2-01-002", "大阪府大阪市北区梅田０２－０１－０２",
+         "大阪府大阪市北区梅田〇二丁目〇一番〇二号", "大阪府大阪市北区梅田2丁目01の02", "大阪府大阪市北区梅田2-1-2")
+
+
+@pytest.mark.parametrize("variants", [UMEDA, SAPPORO, ("大阪市北区 1-1", "大阪市北区1-1", "大阪市北区一丁目1番"),
+                                      DAIJI, ZEROS, ("北海道札幌市中央区北01条西02丁目01", "北海道札幌市中央区北壱条西弐丁目1",
+                                                     "北海道札幌市中央区北1条西2-1")],
+                         ids=["umeda", "hokkaido-jo", "space", "daiji", "zeros", "hokkaido-zeros"])
 def test_an_address_in_its_usual_variants_is_one_person(variants):
     """The same address in kanji or ASCII numbers, block units or hyphens, with a space or
     none, was a person of its own each time, escaping the one-phone rule."""
@@ -101,6 +111,10 @@ def test_an_address_in_its_usual_variants_is_one_person(variants):
     ("千〇五番", "千〇五番"), ("十十番", "十十番"),  # not a numeral: kept
     ("1-2号室", "1-2号室"), ("3号棟", "3号棟"), ("1番町", "1番町"), ("一番町1-2", "1番町1-2"),
     ("1番地(梅田ビル)", "1(梅田ビル)"), ("1-2号ABCビル", "1-2ABCビル"),
+    ("弐拾参番地", "23"), ("拾号", "10"), ("壱拾壱番", "11"), ("參百五番", "305"), ("弐〇丁目", "20"),
+    ("壹番地の2", "1-2"), ("壱番町", "1番町"), ("参条", "3条"), ("拾拾番", "拾拾番"),  # old-style numerals; not a numeral: kept
+    ("01丁目", "1"), ("０１丁目", "1"), ("〇一丁目", "1"), ("00番地", "0"), ("2-01-003", "2-1-3"),
+    ("第〇三地割", "第3地割"), ("010番地(梅田ビル)", "10(梅田ビル)"), ("2-1-02号ABCビル", "2-1-2ABCビル"),
 ])
 def test_block_numbers_are_folded_and_nothing_else(text, form):
     assert holders.identity_text("address", text) == form
@@ -114,14 +128,87 @@ def test_a_place_name_with_kanji_numerals_is_kept(place):
     assert holders.identity_text("address", f"東京都港区{place}六丁目10番1号") == f"東京都港区{place}6-10-1"
 
 
+@pytest.mark.parametrize("place", ["参宮橋", "壱岐市", "拾石町", "四日市市", "一宮市", "八丁堀", "十日町市",
+                                   "九十九里町"])
+def test_old_style_numerals_are_numbers_only_before_a_block_unit(place):
+    """弐丁目 is 2丁目, and 参 of 参宮橋, 壱 of 壱岐, 拾 of 拾石 are letters of a name."""
+    for field in ("address", "municipality", "prefecture"):
+        assert holders.identity_text(field, place) == place
+    assert holders.identity_text("address", f"東京都渋谷区{place}弐丁目拾番参号") == f"東京都渋谷区{place}2-10-3"
+    assert holders.identity_text("address", f"東京都渋谷区{place}02-010-3") == f"東京都渋谷区{place}2-10-3"
+
+
+@pytest.mark.parametrize("text, form", [
+    ("〒100-0001 東京都千代田区千代田01丁目01番", "〒100-0001東京都千代田区千代田1-1"),  # a postal code...
+    ("〒1000001東京都千代田区千代田01-01", "〒1000001東京都千代田区千代田1-1"),
+    ("100-0001 東京都千代田区千代田1-01-02", "100-0001東京都千代田区千代田1-1-2"),  # ...also without 〒, at the start
+    ("100ー0001 東京都千代田区千代田1ー01", "100-0001東京都千代田区千代田1-1"),
+    ("〒010-0001 秋田県秋田市中通02-01", "〒010-0001秋田県秋田市中通2-1"),
+    ("千代田01-02 コーポ0101", "千代田1-2コーポ0101"),  # a building's and a room's number...
+    ("千代田1-02 コーポ1-01", "千代田1-2コーポ1-01"),
+    ("千代田1-02 A-01", "千代田1-2A-01"),
+    ("千代田1-02 タワー05", "千代田1-2タワー05"),
+    ("千代田1-02 梅田ビル0201", "千代田1-2梅田ビル0201"),
+    ("千代田1-02 梅田荘0101号室", "千代田1-2梅田荘0101号室"),  # ...a number before 号室, 号棟, 番町...
+    ("千代田01-2 第03号棟", "千代田1-2第03号棟"),
+    ("千代田区01番町1-02", "千代田区01番町1-2"),
+    ("中之条町大字四万四千二百二十八番地の02", "中之条町大字四万4228-2"),  # ...and 万, a place's name here
+])
+def test_block_numbers_lose_their_leading_zeros_and_nothing_else_does(text, form):
+    assert holders.identity_text("address", text) == form
+
+
+def _kanji(number: int, *, counted: bool, daiji: bool, zeros: int) -> str:
+    """``number`` in kanji: digit for digit (〇 for a leading zero), or counted (二十三,
+    弐拾参); old-style (daiji) 壱 弐 参 拾 or 壹 貳 參 where ``daiji``."""
+    digits = ("〇壱弐参四五六七八九" if daiji == "new" else "〇壹貳參四五六七八九") if daiji else "〇一二三四五六七八九"
+    if not counted:
+        return "〇" * zeros + "".join(digits[int(c)] for c in str(number))
+    if number == 0:
+        return "〇"
+    text = ""
+    for weight, unit in ((1000, "千"), (100, "百"), (10, "拾" if daiji else "十")):
+        digit = number // weight % 10
+        if digit:
+            text += ("" if digit == 1 and not daiji else digits[digit]) + unit
+    return text + (digits[number % 10] if number % 10 else "")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1999), st.integers(0, 2),
+                          st.sampled_from(["ascii", "wide", "kanji", "counted"]), st.sampled_from([False, "new", "old"])),
+                min_size=1, max_size=3),
+       st.booleans())
+def test_a_block_number_is_its_value_however_written(numbers, hyphens):
+    """Each block number in ASCII or full-width digits, kanji or old-style numerals, digit for
+    digit or counted, with leading zeros or none, is its value; a building's number after it
+    keeps its zero."""
+    hyphens = hyphens and len(numbers) > 1
+    parts = []
+    for number, zeros, style, daiji in numbers:
+        if style in ("kanji", "counted") and not hyphens:
+            parts.append(_kanji(number, counted=style == "counted", daiji=daiji, zeros=zeros))
+        else:
+            ascii_number = "0" * zeros + str(number)
+            parts.append(ascii_number.translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+                         if style == "wide" else ascii_number)
+    if hyphens:
+        block = "-".join(parts)
+    else:
+        block = "".join(p + u for p, u in zip(parts, ("丁目", "番", "号"), strict=False))
+    text = f"東京都港区六本木{block} コーポ0101"
+    form = "東京都港区六本木" + "-".join(str(n) for n, *_ in numbers) + "コーポ0101"
+    assert holders.identity_text("address", text) == form
+
+
 def test_names_and_their_kana_are_not_addresses():
     for field in ("family_name", "given_name", "family_name_kana", "given_name_kana"):
         assert holders.identity_text(field, "一 二丁目 1番2号") == "一 二丁目 1番2号"
     assert holders.identity_of(dict(PERSON, given_name="太郎 一")) != holders.identity_of(dict(PERSON, given_name="太郎一"))
 
 
-_PLACE_ALPHABET = st.sampled_from(list("〇一二三四五六七八九十百千丁目番地号条線割の町室12０-ー－ \u3000\tコーポAa(（"
-                                       "\u0301\u3099\u309b\u00a8ﾞｰ東京都") + ["丁目", "番地", "地割"])
+_PLACE_ALPHABET = st.sampled_from(list("〇一二三四五六七八九十百千壱弐参拾壹參万丁目番地号条線割の町室棟012０-ー－ \u3000\t"
+                                       "コーポAa(（\u0301\u3099\u309b\u00a8ﾞｰ東京都〒") + ["丁目", "番地", "地割", "00", "0〇"])
 
 
 @settings(max_examples=200, deadline=None)
