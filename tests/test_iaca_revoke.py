@@ -165,3 +165,24 @@ def test_a_revocation_refused_says_why_and_changes_nothing(world):  # noqa: F811
         with pytest.raises(UnknownIaca, match="no IACA generation"):
             svc.revoke_iaca(ref, "cACompromise")
     assert svc.trusted_iacas() == [first] and all(i.revoked_at is None for i in svc.signers("iaca"))
+
+
+def test_a_stand_alone_reader_following_the_vical_drops_a_revoked_iaca_at_its_next_reload(world, tmp_path):  # noqa: F811
+    """`mcred reader serve --vical http://ISSUER/trust/vical`: the revoked IACA leaves its
+    trust at the next reload (30 s), with no restart and no operator at the reader, and its
+    mdocs are refused from then on; the staged IACA that took over stays."""
+    from test_vical_publication import _following_reader, _issuer_app, _served
+
+    svc, _sessions, _clock, client = world
+    key, signed = _issue(svc, "phone-1", "job-1")
+    first = svc.iaca_certificate()
+    staged = svc.stage_iaca()
+    with _served(_issuer_app(svc)) as url:
+        verifier, ticks, _what = _following_reader(f"{url}/trust/vical", client, tmp_path)
+        assert verifier.trust().certificates == [first, staged.certificate]
+        svc.revoke_iaca(1, "cACompromise")
+        ticks.t = 31.0
+        verifier.trust()
+        verifier.refresher.join(10)
+        assert verifier.trust().certificates == [staged.certificate] and verifier.reloads == 1
+        assert verifier.last_error is None
