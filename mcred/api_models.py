@@ -839,6 +839,37 @@ class SignerRevocation(_Closed):
     changed: bool
 
 
+class VicalSigning(_Closed):
+    """The VICAL signer that signs the VICAL published now."""
+
+    label: str = Field(description="mdoc-vical-signer-N")
+    serial: str = Field(pattern="^[0-9a-f]+$", description="its certificate serial, hex")
+
+
+class VicalSignerRevocation(_Closed):
+    """A VICAL signer generation (never its key) after its revocation; ``changed`` false when
+    it was revoked already (``amended_from``: the reason keyCompromise replaced)."""
+
+    label: str
+    purpose: Literal["vical-signer"]
+    serial: str = Field(pattern="^[0-9a-f]+$")
+    subject: str
+    not_before: str = Field(json_schema_extra=_DATE_TIME)
+    not_after: str = Field(json_schema_extra=_DATE_TIME)
+    active: bool = Field(description="whether it signs the VICALs signed from now on (false once revoked)")
+    revoked_at: str | None = Field(json_schema_extra=_DATE_TIME)
+    reason: str | None
+    ca: str | None = Field(description="the VICAL CA generation that certified it (mdoc-vical-ca-N)")
+    crl: str | None = Field(description="the CRL distribution point its certificate names (the VICAL CA's CRL, "
+                                        "which lists it from now on); null for a signer made before they carried one")
+    changed: bool
+    amended_from: str | None
+    signing: VicalSigning = Field(description="the signer of the VICAL published now (/trust/vical): a new "
+                                              "generation when the revoked one was signing")
+    vical_issue_id: int = Field(description="the vicalIssueID of the VICAL published now (re-signed at once: "
+                                            "higher than any before)")
+
+
 # -- the latest basic four data and the user-authentication linkage services -------------
 
 

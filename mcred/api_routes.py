@@ -88,6 +88,7 @@ from mcred.api_models import (
     TsmJobAbandoned,
     TsmJobList,
     TsmResumeJob,
+    VicalSignerRevocation,
 )
 from mcred.context import Context
 from mcred.db import setup_lock
@@ -364,6 +365,14 @@ class KlocMoveRequest(_Body):
 class StatusSignerRevocationRequest(_Body):
     #: The status-list signer's key label (``mdoc-status-1``) or certificate serial in hex,
     #: in the forms ``ds`` takes.
+    signer: str = Field(min_length=1, max_length=SIGNER_NAME_MAX, pattern=SIGNER_NAME_PATTERN)
+    reason: Literal["keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged",
+                    "privilegeWithdrawn", "unspecified"]
+
+
+class VicalSignerRevocationRequest(_Body):
+    #: The VICAL signer's key label (``mdoc-vical-signer-1``) or certificate serial in hex, in
+    #: the forms ``ds`` takes.
     signer: str = Field(min_length=1, max_length=SIGNER_NAME_MAX, pattern=SIGNER_NAME_PATTERN)
     reason: Literal["keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged",
                     "privilegeWithdrawn", "unspecified"]
@@ -1793,6 +1802,16 @@ def operator_router(ctx: Context) -> APIRouter:
         info, changed = svc.revoke_signer(body.signer, body.reason, actor=_actor(request),
                                           purposes=(PURPOSE_STATUS,))
         return {**info.to_json(), "changed": changed}
+
+    @router.post("/trust/vical-signer-revocations", summary="Revoke a VICAL signer certificate: its VICAL "
+                 "CA's CRL (/trust/vical-ca.crl) lists it, and the VICAL (/trust/vical) is re-signed at once "
+                 "by a new signer generation", **typed(VicalSignerRevocation, merge(
+                     refusals((problems.UNKNOWN_SIGNER, "no VICAL signer of that label or serial"),
+                              problems.SIGNER_REVOCATION_REFUSED), _SIGNER_KEY_REFUSALS)))
+    def vical_signer_revocation(body: VicalSignerRevocationRequest, request: Request) -> dict[str, Any]:
+        from mcred.mdoc_flow import mdoc_service
+
+        return mdoc_service(ctx).revoke_vical_signer(body.signer, body.reason, actor=_actor(request)).to_json()
 
     @router.post("/trust/iaca-revocations", summary="Revoke an mdoc IACA generation: out of the trust bundle "
                  "and the VICAL at once, its key signing nothing more; the current one is replaced at once by "

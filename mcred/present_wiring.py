@@ -380,7 +380,8 @@ class ReaderServeConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in m.items()})
 
     def parts(self, *, vical_bytes: bytes | None = None, held_vical: VicalImport | None = None,
-              vical_memory: SqlVicalMemory | None = None) -> ReaderParts:
+              vical_memory: SqlVicalMemory | None = None,
+              vical_crl_fetch: Callable[[str], bytes] | None = None) -> ReaderParts:
         """The pipeline, the request, readerAuth's signer and chain, the JPKI roots and the
         VICAL imported, as every reader of these settings uses them (the service, and a tap
         over NFC). ``vical_bytes``: the ``--vical`` already read or fetched (not read again);
@@ -388,7 +389,13 @@ class ReaderServeConfig:
         from (:func:`reader.trust.check_vical_succession`); ``vical_memory``: the reader's
         database, whose last VICAL taken (by any process on it) this one may not go back from
         either, and where it is recorded as taken, all else being usable (the row only moves
-        forward; without one, this process's ``held_vical`` is the only memory). Raises
+        forward; without one, this process's ``held_vical`` is the only memory). A VICAL whose
+        signer's certificate names a CRL distribution point is taken only once that CRL (the
+        VICAL CA's, fetched now: :class:`reader.vical_crl.VicalSignerCheck`) says the signer is
+        not revoked: a revoked signer, or no usable CRL to be had, refuses it (at start the
+        reader does not start; on a reload it keeps the trust it had); not looked up by an
+        ``--offline`` reader, which fetches nothing. ``vical_crl_fetch``: fetches that CRL
+        (default over HTTP, :class:`reader.ds_crl.HttpCrlFetcher`). Raises
         :class:`ReaderServeError` naming what is wrong."""
         from reader.trust import TrustError
 
@@ -407,7 +414,13 @@ class ReaderServeConfig:
             if self.vical is not None:
                 anchors = pem_certificates(self.vical_trust)
                 data = read_vical(self.vical) if vical_bytes is None else vical_bytes
-                vical = store.import_vical(data, vical_anchors=anchors, now=dt.datetime.now(dt.UTC), held=held_vical)
+                revocation = None
+                if not self.offline:
+                    from reader.vical_crl import VicalSignerCheck
+
+                    revocation = VicalSignerCheck(vical_crl_fetch)
+                vical = store.import_vical(data, vical_anchors=anchors, now=dt.datetime.now(dt.UTC), held=held_vical,
+                                           signer_revocation=revocation)
             spec = RequestSpec.parse(self.doctype, list(self.request)) if self.request else DEFAULT_REQUEST
             spec = self._second_edition(spec, store)
             signer, chain = None, []
@@ -484,9 +497,11 @@ class ReaderServeConfig:
         return spec.with_info(dataclasses.replace(info, issuer_identifiers=ids,
                                                   maximum_response_size=self.max_response_size))
 
-    def build(self) -> tuple[ReaderService, RelyingPartyService | None, str]:
-        """The service, the relying party (with ``jpki_roots``) and a line saying what runs.
-        Raises :class:`ReaderServeError` naming what is wrong."""
+    def build(self, *, vical_crl_fetch: Callable[[str], bytes] | None = None
+              ) -> tuple[ReaderService, RelyingPartyService | None, str]:
+        """The service, the relying party (with ``jpki_roots``) and a line saying what runs;
+        ``vical_crl_fetch``: what fetches the VICAL CA's CRL, at start and at each reload
+        (:meth:`parts`). Raises :class:`ReaderServeError` naming what is wrong."""
         from reader.http import ReaderService  # the service's stack: the web framework
         from reader.relying_party import RelyingPartyService, load_roots
 
@@ -510,15 +525,18 @@ class ReaderServeConfig:
                 fetched[self.vical] = read_vical(self.vical)
             except ValueError as exc:
                 raise ReaderServeError(str(exc)) from exc
-        parts = self.parts(vical_bytes=fetched.get(self.vical or ""), vical_memory=memory)
+        parts = self.parts(vical_bytes=fetched.get(self.vical or ""), vical_memory=memory,
+                           vical_crl_fetch=vical_crl_fetch)
         pipeline, spec, signer, chain, rp_roots = parts[:5]
         store = pipeline.trust
         files = [*self.trust, *([self.vical] if self.vical else []), *self.vical_trust]
         if files:  # trust files put in place while it runs are taken (ReloadingVerifier)
             def rebuild(got: Mapping[str, bytes], held: VicalImport | None) -> ReaderParts:
-                return self.parts(vical_bytes=got.get(self.vical or ""), held_vical=held, vical_memory=memory)
+                return self.parts(vical_bytes=got.get(self.vical or ""), held_vical=held, vical_memory=memory,
+                                  vical_crl_fetch=vical_crl_fetch)
 
-            pipeline = ReloadingVerifier(lambda: self.parts(vical_memory=memory).pipeline, files, initial=pipeline,
+            pipeline = ReloadingVerifier(lambda: self.parts(vical_memory=memory, vical_crl_fetch=vical_crl_fetch).pipeline,
+                                         files, initial=pipeline,
                                          rebuild=rebuild, fetched=fetched, vical=parts.vical)
         sealer = None
         if engine is not None:

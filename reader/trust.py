@@ -15,7 +15,7 @@ import dataclasses
 import datetime as dt
 import functools
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +46,18 @@ def _vical_signer_usage(der: bytes) -> None:
         names = ", ".join(o.dotted_string for o in eku)
         raise TrustError(f"VICAL refused: its signer's extKeyUsage ({names}) lacks the VICAL signer's "
                          f"{iaca.EKU_MDL_VICAL_SIGNER.dotted_string} (ISO/IEC 18013-5 Annex C.1.7.2)")
+
+
+def _issuer_of(cert: x509.Certificate, between: Sequence[bytes], anchor: x509.Certificate) -> x509.Certificate:
+    """The certificate of the verified chain that issued ``cert``: the anchor, or one of the
+    x5chain's certificates between (the chain verified, so one of them is)."""
+    if cert.issuer == anchor.subject:
+        return anchor
+    for der in between:
+        c = x509certs.load_der(der)
+        if c.subject == cert.issuer:
+            return c
+    return anchor
 
 
 @dataclass(frozen=True)
@@ -164,10 +176,15 @@ class TrustStore:
         vical_anchors: Sequence[x509.Certificate],
         now: dt.datetime,
         held: VicalImport | None = None,
+        signer_revocation: Callable[[x509.Certificate, x509.Certificate, dt.datetime], str | None] | None = None,
     ) -> VicalImport:
         """Verify a VICAL (signer chain to ``vical_anchors``, COSE signature) and add its IACAs.
         ``held``: the VICAL the caller took before (:func:`check_vical_succession`); one that
-        goes back from it is refused before any of its IACAs is added."""
+        goes back from it is refused before any of its IACAs is added. ``signer_revocation``:
+        asked of (signer certificate, the CA that certified it, ``now``) last, before any IACA
+        is added (:class:`reader.vical_crl.VicalSignerCheck`: the VICAL CA's CRL the signer's
+        certificate names); a reason refuses the VICAL, naming the signer and its serial.
+        None: the signer is taken on its chain alone."""
         try:
             value = cbor.loads(data)
             message = Sign1.decode(value)
@@ -195,6 +212,12 @@ class TrustStore:
         taken = VicalImport(provider, date, issue_id if type(issue_id) is int else None,  # not a bool
                             0, (), hashlib.sha256(message.payload).digest())
         check_vical_succession(held, taken)
+        if signer_revocation is not None:
+            signer = chain.leaf
+            why = signer_revocation(signer, _issuer_of(signer, message.x5chain[1:], chain.anchor), now)
+            if why:
+                raise TrustError(f"VICAL refused: its signer {signer.subject.rfc4514_string()} serial "
+                                 f"{signer.serial_number:x} {why}")
         imported, skipped = 0, []
         for n, info in enumerate(vical["certificateInfos"]):
             where = f"certificateInfos[{n}]"

@@ -479,6 +479,8 @@ def test_public_material_is_answered_with_a_media_type_its_operation_declares(ap
             ("GET", "/trust/iaca-1.crl", "/trust/iaca-{generation}.crl", None, None),
             ("GET", "/trust/iaca-1.pem", "/trust/iaca-{generation}.pem", None, None),
             ("GET", "/trust/iaca-1.der", "/trust/iaca-{generation}.der", None, None),
+            ("GET", "/trust/vical-ca.crl", "/trust/vical-ca.crl", None, None),
+            ("GET", "/trust/vical-ca-1.crl", "/trust/vical-ca-{generation}.crl", None, None),
             ("POST", "/tsa", "/tsa", b"\x30\x00", "application/timestamp-query"),
             ("GET", "/tsa/root.der", "/tsa/{filename}", None, None),
             ("GET", "/tsa/root.crl", "/tsa/{filename}", None, None)]:
@@ -578,6 +580,8 @@ def test_every_route_that_answers_head_declares_it_and_answers_as_its_get(home: 
                     "/trust/iaca-{generation}.pem": ["/trust/iaca-1.pem"],
                     "/trust/iaca-{generation}.der": ["/trust/iaca-1.der"],
                     "/trust/iaca-{generation}.crl": ["/trust/iaca-1.crl"],
+                    "/trust/vical-ca.crl": ["/trust/vical-ca.crl"],
+                    "/trust/vical-ca-{generation}.crl": ["/trust/vical-ca-1.crl"],
                     "/crl/{slot}/{filename}": [f"/crl/sign/{municipality_of(HOLDER).code}.crl"],
                     "/trust/{filename}": ["/trust/jpki-sign-root.pem", "/trust/jpki-auth-root.der"],
                     "/tsa/{filename}": ["/tsa/root.pem", "/tsa/root.der", "/tsa/root.crl"]}

@@ -126,14 +126,25 @@ def test_cli_export_vical_and_a_stand_alone_reader_takes_it(home, tmp_path):
     `--vical F --vical-trust CA.pem` (mcred reader serve) holds the IACA for our docType."""
     import json
 
+    from cryptography.hazmat.primitives.serialization import Encoding
+
     from mcred.cli.main import app as cli
+    from mcred.context import Context
+    from mcred.mdoc_flow import mdoc_service
     from mcred.present_wiring import ReaderServeConfig
 
     out, ca = tmp_path / "vical.cbor", tmp_path / "vical-ca.pem"
     r = CliRunner().invoke(cli, ["export", "vical", "--out", str(out), "--ca", str(ca)])
     assert r.exit_code == 0, r.output
     assert "with 1 IACA(s)" in r.output and "1 VICAL CA(s) written" in r.output
-    store = ReaderServeConfig(vical=str(out), vical_trust=(str(ca),)).parts().pipeline.trust
+    asked: list[str] = []
+
+    def crl(url: str) -> bytes:  # the installation's VICAL CA CRL, where its signer's certificate says
+        asked.append(url)
+        return mdoc_service(Context.open()).vical_ca_crl().public_bytes(Encoding.DER)
+
+    store = ReaderServeConfig(vical=str(out), vical_trust=(str(ca),)).parts(vical_crl_fetch=crl).pipeline.trust
+    assert asked == [f"{Context.open().public_url}/trust/vical-ca.crl"]  # the signer was looked up
     assert [sorted(a.doc_types) for a in store.anchors] == [[DOCTYPE]]
     listed = json.loads(CliRunner().invoke(cli, ["mdoc", "iaca", "list", "--json"]).output)
     assert format(store.certificates[0].serial_number, "x") == listed[0]["serial"]
@@ -183,15 +194,36 @@ def _served(app):  # noqa: ANN001, ANN202
         yield server.url
 
 
-def _following_reader(url: str, client, tmp_path):  # noqa: ANN001, ANN202
-    """`mcred reader serve --vical URL --vical-trust CA.pem`'s verifier, on a clock the test moves."""
+def _crl_fetch(client, asked: list[str] | None = None):  # noqa: ANN001, ANN202
+    """The reader's fetch of the VICAL CA's CRL (the distribution point the VICAL signer's
+    certificate names, under the issuer's public URL BASE), answered by the issuer's routes
+    through ``client``; each URL asked is appended to ``asked``."""
+    from reader.ds_crl import CrlFetchError
+
+    def fetch(url: str) -> bytes:
+        if asked is not None:
+            asked.append(url)
+        if not url.startswith(BASE + "/"):
+            raise CrlFetchError(f"GET {url}: not this issuer")
+        r = client.get(url.removeprefix(BASE))
+        if r.status_code != 200:
+            raise CrlFetchError(f"GET {url}: HTTP {r.status_code}")
+        return r.content
+
+    return fetch
+
+
+def _following_reader(url: str, client, tmp_path, *, crl=None):  # noqa: ANN001, ANN202
+    """`mcred reader serve --vical URL --vical-trust CA.pem`'s verifier, on a clock the test
+    moves; ``crl`` fetches the VICAL CA's CRL (default: :func:`_crl_fetch` through ``client``)."""
     from test_reader_trust_reload import Ticks
 
     from mcred.present_wiring import ReaderServeConfig, ReloadingVerifier
 
     ca = tmp_path / "vical-ca.pem"
     ca.write_bytes(client.get("/trust/vical-ca.pem").content)
-    service, _rp, what = ReaderServeConfig(vical=url, vical_trust=(str(ca),)).build()
+    service, _rp, what = ReaderServeConfig(vical=url, vical_trust=(str(ca),)).build(
+        vical_crl_fetch=crl or _crl_fetch(client))
     verifier = service.verifier
     assert isinstance(verifier, ReloadingVerifier), what
     ticks = Ticks()
@@ -358,24 +390,25 @@ def test_a_reader_with_a_database_refuses_at_start_a_vical_older_than_one_a_read
     published = _Published(second_vical)
     with _served(published.app()) as url:
         config = ReaderServeConfig(vical=f"{url}/trust/vical", vical_trust=(str(ca),), db=db_url)
-        service, _rp, _what = config.build()  # the first reader: N+1 taken, and kept in the database
+        crl = _crl_fetch(client)
+        service, _rp, _what = config.build(vical_crl_fetch=crl)  # the first reader: N+1 taken, and kept in the database
         assert service.verifier.vical.issue_id == id2
 
         published.body = first_vical  # replayed to a freshly started reader (a restart, a new worker)
         with pytest.raises(ReaderServeError) as refused:
-            config.build()
+            config.build(vical_crl_fetch=crl)
         said = str(refused.value)
         assert f"vicalIssueID {id1} goes back from {id2}" in said and "--db" in said, said
         # without a database a fresh reader has nothing to go back from: memory only, as before
-        alone, _rp, _what = dataclasses.replace(config, db=None).build()
+        alone, _rp, _what = dataclasses.replace(config, db=None).build(vical_crl_fetch=crl)
         assert alone.verifier.vical.issue_id == id1
 
         published.body = third_vical  # the issuer's next VICAL is taken, and moves the row on
-        later, _rp, _what = config.build()
+        later, _rp, _what = config.build(vical_crl_fetch=crl)
         assert later.verifier.vical.issue_id == id3
         published.body = second_vical  # then N+1 goes back from what the database holds
         with pytest.raises(ReaderServeError, match=f"vicalIssueID {id2} goes back from {id3}"):
-            config.build()
+            config.build(vical_crl_fetch=crl)
 
         # a reader started before (it holds N+1) reloads: the issue ID of N+2 over other content
         # goes forward from its memory, not from the database's row, and is refused

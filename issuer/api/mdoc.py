@@ -14,6 +14,8 @@
   ``GET /trust/vical-ca.pem``: the VICAL CAs a reader trusts for it (the current first).
 * ``GET /trust/iaca.crl``: the first IACA generation's CRL (the CRL distribution point its
   certificates carry); ``GET /trust/iaca-{n}.crl``: generation ``n``'s (``n`` >= 2 carry that).
+* ``GET /trust/vical-ca.crl``: the first VICAL CA generation's CRL (revoked VICAL signers: the
+  distribution point its signers carry); ``GET /trust/vical-ca-{n}.crl``: generation ``n``'s.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ VICAL_MEDIA_TYPE = 'application/cose; cose-type="cose-sign1"'
 _CRL_CACHE = "public, max-age=600"
 Factory = Callable[[], MdocService]
 Generation = Annotated[int, Path(ge=1, le=10**6, description="the IACA generation (1 is the first)")]
+VicalCaGeneration = Annotated[int, Path(ge=1, le=10**6, description="the VICAL CA generation (1 is the first)")]
 #: What a route that reads the registry or signs with the mdoc keys may answer besides its own.
 _UNAVAILABLE = problems.refusals((problems.DATABASE_UNAVAILABLE, "the registry did not answer (Retry-After)"),
                                  (problems.MDOC_KEYS_MISSING, "the mdoc issuer's keys are not set up"),
@@ -118,6 +121,14 @@ def trust_router(service: Factory) -> APIRouter:
         body = service().iaca_crl(generation).public_bytes(serialization.Encoding.DER)
         return Response(body, media_type="application/pkix-crl", headers={"Cache-Control": _CRL_CACHE})
 
+    vical_crl_refusals = problems.merge(problems.refusals(
+        (problems.UNKNOWN_VICAL_CA, "no VICAL CA of that generation"),
+        (problems.VICAL_CA_ENDED, "the VICAL CA is past its notAfter: no CRL is issued for it")), _UNAVAILABLE)
+
+    def vical_crl(generation: int) -> Response:
+        body = service().vical_ca_crl(generation).public_bytes(serialization.Encoding.DER)
+        return Response(body, media_type="application/pkix-crl", headers={"Cache-Control": _CRL_CACHE})
+
     @router.get("/trust/iaca.pem", response_class=Response,
                 summary="Every IACA a reader needs now, the current one first (PEM bundle)",
                 responses={200: {"content": {"application/x-pem-file": {}}, "headers": _TRUST_HEADERS}, **_UNAVAILABLE})
@@ -137,6 +148,21 @@ def trust_router(service: Factory) -> APIRouter:
                            **_UNAVAILABLE})
     def vical_ca() -> Response:
         return pem(*service().vical_cas())
+
+    @router.get("/trust/vical-ca.crl", response_class=Response,
+                summary="The CRL of the first VICAL CA generation: the VICAL signers it revoked (the CRL "
+                        "distribution point its VICAL signers carry)",
+                responses={200: {"content": {"application/pkix-crl": {}}, "headers": headers(Cache_Control=_CRL_CACHE)},
+                           **vical_crl_refusals})
+    def vical_ca_crl() -> Response:
+        return vical_crl(1)
+
+    @router.get("/trust/vical-ca-{generation}.crl", response_class=Response,
+                summary="The CRL of VICAL CA generation n (the CRL distribution point its VICAL signers carry)",
+                responses={200: {"content": {"application/pkix-crl": {}}, "headers": headers(Cache_Control=_CRL_CACHE)},
+                           **vical_crl_refusals})
+    def vical_ca_generation_crl(generation: VicalCaGeneration) -> Response:
+        return vical_crl(generation)
 
     @router.get("/trust/iaca.der", response_class=Response, summary="The current IACA (DER)",
                 responses={200: {"content": {"application/pkix-cert": {}}, "headers": _TRUST_HEADERS}, **_UNAVAILABLE})

@@ -43,7 +43,7 @@ class UnknownStatusList(IssuerMdocError):
 
 
 class UnknownSigner(IssuerMdocError):
-    """No document signer (or status-list signer) with this label or serial."""
+    """No document signer (or status-list signer, or VICAL signer) with this label or serial."""
 
 
 class UnknownIaca(IssuerMdocError):
@@ -58,6 +58,15 @@ class IacaWithdrawn(IacaEnded):
     """An IACA generation was revoked (taken out of the trust bundle and the VICAL): like an
     IACA past its end, it signs nothing more, no signer, CRL or status list (its key may be
     in other hands), and the lists of its mdocs are published no more."""
+
+
+class UnknownVicalCa(IssuerMdocError):
+    """No VICAL CA generation with this number."""
+
+
+class VicalCaEnded(MdocKeyError):
+    """A VICAL CA generation is past its notAfter: it issues no CRL any more (every VICAL
+    signer it certified has ended with it)."""
 
 
 class IacaAlreadyStaged(MdocKeyError):

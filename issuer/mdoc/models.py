@@ -7,7 +7,8 @@
   SPKI as proof of possession; stored so a retried job gets the same one back.
 * ``mdoc_iaca_crls`` (revision ``i0004dsrev``): the IACA's CRL last published per IACA
   generation, with its CRL number, rebuilt when a signer revocation marks it stale or its
-  nextUpdate draws near.
+  nextUpdate draws near; the VICAL CA's CRL (revoked VICAL signers) is kept here too, under
+  the CA's label (``mdoc-vical-ca-N``, a primary key no IACA label can take).
 * ``identifier_list_tokens`` (revision ``i0005idlist``): the same for the Identifier List
   published beside each status list.
 * ``mdoc_vicals`` (revision ``i0019vical``): the VICAL last signed, per provider, so that every

@@ -48,11 +48,13 @@ from issuer.mdoc.errors import (
     SignerRevocationError,
     UnknownIaca,
     UnknownSigner,
+    UnknownVicalCa,
+    VicalCaEnded,
 )
 from issuer.mdoc.models import IacaCrl, IdentifierListToken, StatusListToken
 from protocols import crl as ca_crl
 from protocols import iaca
-from protocols.certs import SerialError, parse_serial
+from protocols.certs import SerialError, crl_url, parse_serial
 
 PURPOSE_IACA = "iaca"
 PURPOSE_DS = "ds"
@@ -161,6 +163,12 @@ class MdocPki:
         ``/trust/iaca-N.crl`` for generation N."""
         n = generation(iaca_label)
         return f"{self.public_url}/trust/iaca.crl" if n == 1 else f"{self.public_url}/trust/iaca-{n}.crl"
+
+    def vical_crl_uri_for(self, ca_label: str) -> str:
+        """The CRL distribution point of the VICAL signers under VICAL CA ``ca_label``, as the
+        IACA's: ``/trust/vical-ca.crl`` for generation 1, ``/trust/vical-ca-N.crl`` for N."""
+        n = generation(ca_label)
+        return f"{self.public_url}/trust/vical-ca.crl" if n == 1 else f"{self.public_url}/trust/vical-ca-{n}.crl"
 
     def iaca_uri_for(self, iaca_label: str) -> str:
         """Where IACA ``iaca_label`` alone is published (its issuerAltName)."""
@@ -442,7 +450,11 @@ class MdocPki:
         """The VICAL signer to sign with at ``now`` and its VICAL CA (the anchor readers trust
         for this installation's VICALs), each made when missing: the CA for ten years (a new
         one in its last ``rollover_margin``), the signer for ``signer_validity`` within it,
-        replaced in its last ``rollover_margin`` as a document signer is."""
+        replaced in its last ``rollover_margin`` as a document signer is. A revoked signer
+        (:meth:`revoke_vical_signer`) signs nothing more: the next generation is made in its
+        place. So is a signer made before VICAL signers carried the VICAL CA's CRL
+        distribution point (a reader could not look it up): each signer made carries it
+        (:meth:`vical_crl_uri_for`)."""
         c = self.config
         ca_row = self._active(session, PURPOSE_VICAL_CA)
         if ca_row is None or not now < self._cert(ca_row).not_valid_after_utc - c.rollover_margin:
@@ -457,21 +469,22 @@ class MdocPki:
         row = next((r for r in reversed(self._rows(session, PURPOSE_VICAL))
                     if r.active and r.revoked_at is None and self._cert(r).issuer == ca.subject), None)
         if row is None or not self._cert(row).not_valid_before_utc <= now <= \
-                self._cert(row).not_valid_after_utc - c.rollover_margin:
+                self._cert(row).not_valid_after_utc - c.rollover_margin or crl_url(self._cert(row)) is None:
             label = self._next_label(session, PURPOSE_VICAL)
             key = self._key(label)
             cert = self.keystore.signer(ca_row.label).sign_certificate(iaca.vical_signer_builder(
                 key.public_key(), ca, common_name=f"mcred VICAL signer {generation(label)} (simulated)",
                 not_before=max(now - c.backdate, ca.not_valid_before_utc),
-                not_after=min(now + c.signer_validity, ca.not_valid_after_utc), organization=c.organization))
+                not_after=min(now + c.signer_validity, ca.not_valid_after_utc),
+                crl_uri=self.vical_crl_uri_for(ca_row.label), organization=c.organization))
             row = self._record(session, label, PURPOSE_VICAL, cert, key.algorithm, now)
         return self._activekey(row), ca
 
     def vical_cas(self, session: Session, now: dt.datetime) -> list[x509.Certificate]:
         """The VICAL CAs a reader trusts for this installation's VICALs, the current first
-        (an older one while a signer it issued is valid); made when there is none."""
+        (an older one while a signer it issued is valid and not revoked); made when there is none."""
         _signer, current = self.vical_signer(session, now)
-        signers = [self._cert(r) for r in self._rows(session, PURPOSE_VICAL)]
+        signers = [self._cert(r) for r in self._rows(session, PURPOSE_VICAL) if r.revoked_at is None]
         out = [current]
         for row in reversed(self._rows(session, PURPOSE_VICAL_CA)):
             cert = self._cert(row)
@@ -479,6 +492,76 @@ class MdocPki:
                     s.issuer == cert.subject and now < s.not_valid_after_utc for s in signers):
                 out.append(cert)
         return out
+
+    def vical_ca(self, session: Session, ref: int) -> IssuerKey:
+        """VICAL CA generation ``ref`` (its number), :class:`UnknownVicalCa` when there is none."""
+        label = f"{_LABEL_PREFIX[PURPOSE_VICAL_CA]}-{ref}"
+        row = next((r for r in self._rows(session, PURPOSE_VICAL_CA) if r.label == label), None)
+        if row is None:
+            raise UnknownVicalCa(f"no VICAL CA generation {ref!r}")
+        return row
+
+    def revoke_vical_signer(self, session: Session, ref: str, reason: str,
+                            now: dt.datetime) -> tuple[IssuerKey, bool, str | None]:
+        """Revoke the VICAL signer ``ref`` names (label or serial, :meth:`signer_row`), as
+        :meth:`revoke_signer` revokes a document signer (the same reasons, the same
+        idempotence, keyCompromise amending another reason): recorded on its row, listed on
+        its VICAL CA's next CRL (:meth:`vical_ca_crl`; every stored CRL is marked stale), and
+        never used to sign again: :meth:`vical_signer` makes the next generation in its place
+        (the caller re-signs the VICAL in the same transaction, ``MdocService.revoke_vical_signer``)."""
+        return self.revoke_signer(session, ref, reason, now, (PURPOSE_VICAL,))
+
+    def vical_ca_crl(self, session: Session, now: dt.datetime, ca: int = 1, *,
+                     next_update: dt.timedelta = dt.timedelta(hours=24)) -> x509.CertificateRevocationList:
+        """The CRL of VICAL CA generation ``ca`` (RFC 5280 5, signed through the key store):
+        every revoked VICAL signer it certified, with its revocation time and reason, until it
+        has been on one CRL built after its end (as :meth:`iaca_crl`). Stored beside the IACA
+        CRLs (``mdoc_iaca_crls``, keyed by the CA's label ``mdoc-vical-ca-N``), rebuilt when a
+        revocation marked it stale or less than :data:`CRL_REFRESH` remains before its
+        nextUpdate; its number only grows. A CA past its notAfter issues none
+        (:class:`VicalCaEnded`: every signer it certified ended with it)."""
+        row = self.vical_ca(session, ca)
+        cert = self._cert(row)
+        if not now < cert.not_valid_after_utc:
+            raise VicalCaEnded(f"the VICAL CA {row.label} ended {cert.not_valid_after_utc}: "
+                               "no CRL is issued for it any more")
+
+        def revoked(since: dt.datetime | None) -> list[ca_crl.Revoked]:
+            rows = [r for r in self._rows(session, PURPOSE_VICAL) if r.revoked_at is not None]
+            return [ca_crl.Revoked(self._cert(r).serial_number, r.revoked_at, r.revocation_reason or "unspecified")
+                    for r in sorted(rows, key=lambda r: (r.revoked_at, r.label))
+                    if self._cert(r).issuer == cert.subject
+                    and (since is None or self._cert(r).not_valid_after_utc >= since)]
+
+        return self._stored_crl(session, row.label, cert, revoked, now, next_update)
+
+    def _stored_crl(self, session: Session, label: str, cert: x509.Certificate, revoked,  # noqa: ANN001
+                    now: dt.datetime, next_update: dt.timedelta) -> x509.CertificateRevocationList:
+        """The CRL of CA ``label`` kept in ``mdoc_iaca_crls``: the stored one while it is not
+        stale and more than :data:`CRL_REFRESH` from its nextUpdate, else one built now (its
+        entries ``revoked(thisUpdate of the one before, or None)``), signed by the CA's key
+        through the key store, with a number above the stored one's and at least the time."""
+        stored = session.get(IacaCrl, label)
+        if stored is not None and not stored.stale and stored.next_update - now > CRL_REFRESH:
+            return self._crl(stored.body)
+        stored = session.get(IacaCrl, label, with_for_update=True)
+        if stored is not None:
+            session.refresh(stored)
+            if not stored.stale and stored.next_update - now > CRL_REFRESH:
+                return self._crl(stored.body)  # another process rebuilt it meanwhile
+        this_update = now.astimezone(dt.UTC).replace(microsecond=0)
+        number = max((stored.crl_number + 1) if stored else 1, int(this_update.timestamp()))
+        builder = ca_crl.crl_builder(cert, number=number, this_update=this_update, next_update=next_update,
+                                     revoked=revoked(min(stored.this_update, now) if stored else None))
+        crl = self.keystore.signer(label).sign_crl(builder)
+        body = crl.public_bytes(serialization.Encoding.DER)
+        if stored is None:
+            stored = IacaCrl(iaca_label=label)
+            session.add(stored)
+        stored.crl_number, stored.body, stored.stale = number, body, False
+        stored.this_update, stored.next_update = this_update, this_update + next_update
+        session.flush()
+        return self._crl(body)
 
     # -- revocation of the IACA's signers (RFC 5280 5.3.1 reasons) --------------------
 
@@ -497,7 +580,7 @@ class MdocPki:
         for row in rows:
             if serial is not None and self._cert(row).serial_number == serial:
                 return row
-        names = {PURPOSE_DS: "document signer", PURPOSE_STATUS: "status list signer"}
+        names = {PURPOSE_DS: "document signer", PURPOSE_STATUS: "status list signer", PURPOSE_VICAL: "VICAL signer"}
         raise UnknownSigner(f"no {' or '.join(names.get(p, p) for p in purposes)} with label or serial {ref!r}")
 
     def revoke_signer(self, session: Session, ref: str, reason: str, now: dt.datetime,

@@ -22,7 +22,15 @@ from issuer.db import AuditEvent, Credential, Holder, utcnow
 from issuer.mdoc import models as _models  # noqa: F401 - registers the mdoc tables
 from issuer.mdoc.issuance import IssuancePolicy, MdocIssuer
 from issuer.mdoc.models import PublishedVical
-from issuer.mdoc.pki import PURPOSE_DS, PURPOSE_IACA, ActiveKey, MdocPki, MdocPkiConfig
+from issuer.mdoc.pki import (
+    PURPOSE_DS,
+    PURPOSE_IACA,
+    PURPOSE_VICAL,
+    PURPOSE_VICAL_CA,
+    ActiveKey,
+    MdocPki,
+    MdocPkiConfig,
+)
 from issuer.mdoc.publication import IdentifierPublisher, PublishedToken, StatusPublisher
 from issuer.mdoc.status_lists import StatusListPolicy, StatusRegistry
 from issuer.mdoc.txn import run_transaction
@@ -116,6 +124,49 @@ class IacaRevocationResult:
                 "affected_phones": list(self.affected_phones)}
 
 
+@dataclass(frozen=True)
+class VicalSignerInfo:
+    """A VICAL signer generation as operators see it (never the key): its VICAL CA and the
+    CRL distribution point its certificate names (None: one made before signers carried it)."""
+
+    label: str
+    serial: str
+    subject: str
+    not_before: dt.datetime
+    not_after: dt.datetime
+    #: the signer of the VICALs signed from now on
+    active: bool
+    revoked_at: dt.datetime | None
+    reason: str | None
+    ca: str | None
+    crl: str | None
+
+    def to_json(self) -> dict:
+        return {"label": self.label, "purpose": "vical-signer", "serial": self.serial, "subject": self.subject,
+                "not_before": self.not_before.isoformat(), "not_after": self.not_after.isoformat(),
+                "active": self.active, "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+                "reason": self.reason, "ca": self.ca, "crl": self.crl}
+
+
+@dataclass(frozen=True)
+class VicalSignerRevocationResult:
+    """What :meth:`MdocService.revoke_vical_signer` did: the signer as it is now, whether the
+    call changed it (and the reason it had when it amended the revocation), the signer of the
+    VICAL published now and that VICAL's issue ID."""
+
+    info: VicalSignerInfo
+    changed: bool
+    amended_from: str | None
+    signing: VicalSignerInfo
+    vical_issue_id: int
+
+    def to_json(self) -> dict:
+        """The answer of ``mcred mdoc vical-signer revoke --json`` and POST /trust/vical-signer-revocations."""
+        return {**self.info.to_json(), "changed": self.changed, "amended_from": self.amended_from,
+                "signing": {"label": self.signing.label, "serial": self.signing.serial},
+                "vical_issue_id": self.vical_issue_id}
+
+
 class MdocService:
     def __init__(
         self,
@@ -182,49 +233,113 @@ class MdocService:
         write that changes nothing: PostgreSQL's row lock, SQLite's write lock), so two
         processes that find it out of date sign one after the other, the second serving the
         first's; the first VICAL of all, raced, is signed by both and kept by the first."""
+        at = (now or self.clock()).replace(microsecond=0)
+        return run_transaction(self.sessions, lambda s: self._vical(s, at))
+
+    def _vical(self, s: Session, at: dt.datetime) -> bytes:
+        """:meth:`vical` in the caller's transaction (a VICAL signer revocation re-signs it there)."""
         from protocols.mdoc.vical import VicalEntry, sign_vical, vical_payload
 
-        at = (now or self.clock()).replace(microsecond=0)
         provider = self.pki.config.organization
         doc_type = self.issuer.policy.names.doctype
 
         def current(row: PublishedVical | None, content: str) -> bool:
             return row is not None and row.content == content and row.signed_at <= at < row.signed_at + self.VICAL_REUSE
 
-        def work(s: Session) -> bytes:
+        def read() -> tuple[list[x509.Certificate], ActiveKey, str]:
             iacas = self.pki.trusted_iacas(s, at)
             signer, _ca = self.pki.vical_signer(s, at)
-            content = hashlib.sha256("\n".join([doc_type, signer.label, *(
+            return iacas, signer, hashlib.sha256("\n".join([doc_type, signer.label, *(
                 c.fingerprint(hashes.SHA256()).hex() for c in iacas)]).encode()).hexdigest()
-            row = s.get(PublishedVical, provider)
+
+        iacas, signer, content = read()
+        row = s.get(PublishedVical, provider)
+        if current(row, content):
+            return row.body
+        if row is not None:  # out of date: taken, and read again after whoever held it
+            s.execute(update(PublishedVical).where(PublishedVical.provider == provider)
+                      .values(issue_id=PublishedVical.issue_id).execution_options(synchronize_session=False))
+            # the keys too: a VICAL signer (or an IACA) revoked by a transaction that committed
+            # while this one waited would otherwise be signed with (or listed) as read before
+            s.expire_all()
+            iacas, signer, content = read()
             if current(row, content):
                 return row.body
-            if row is not None:  # out of date: taken, and read again after whoever held it
-                s.execute(update(PublishedVical).where(PublishedVical.provider == provider)
-                          .values(issue_id=PublishedVical.issue_id).execution_options(synchronize_session=False))
-                s.refresh(row)
-                if current(row, content):
-                    return row.body
-            issue_id = max(row.issue_id + 1 if row is not None else 0, int(at.timestamp()))
-            entries = [VicalEntry(c, (doc_type,), self.pki.config.organization) for c in iacas]
-            payload = vical_payload(provider, at, entries, issue_id=issue_id, next_update=at + self.VICAL_NEXT_UPDATE)
-            signed = sign_vical(payload, signer.signer, [signer.der])
-            if row is None:
-                try:
-                    with s.begin_nested():
-                        s.add(PublishedVical(provider=provider, issue_id=issue_id, content=content, body=signed,
-                                             signed_at=at))
-                except IntegrityError:  # another process signed the first one meanwhile: it stands
-                    return s.get(PublishedVical, provider, populate_existing=True).body
-            else:
-                row.issue_id, row.content, row.body, row.signed_at = issue_id, content, signed, at
-            return signed
-
-        return run_transaction(self.sessions, work)
+        issue_id = max(row.issue_id + 1 if row is not None else 0, int(at.timestamp()))
+        entries = [VicalEntry(c, (doc_type,), self.pki.config.organization) for c in iacas]
+        payload = vical_payload(provider, at, entries, issue_id=issue_id, next_update=at + self.VICAL_NEXT_UPDATE)
+        signed = sign_vical(payload, signer.signer, [signer.der])
+        if row is None:
+            try:
+                with s.begin_nested():
+                    s.add(PublishedVical(provider=provider, issue_id=issue_id, content=content, body=signed,
+                                         signed_at=at))
+            except IntegrityError:  # another process signed the first one meanwhile: it stands
+                return s.get(PublishedVical, provider, populate_existing=True).body
+        else:
+            row.issue_id, row.content, row.body, row.signed_at = issue_id, content, signed, at
+        return signed
 
     def vical_cas(self) -> list[x509.Certificate]:
         """The VICAL CAs readers trust for this issuer's VICALs, the current one first."""
         return run_transaction(self.sessions, lambda s: self.pki.vical_cas(s, self.clock()))
+
+    def vical_ca_crl(self, generation: int = 1) -> x509.CertificateRevocationList:
+        """The CRL of VICAL CA generation ``generation`` (:meth:`MdocPki.vical_ca_crl`): the
+        distribution point its VICAL signers carry. The VICAL keys are made at first use."""
+
+        def work(s: Session) -> x509.CertificateRevocationList:
+            now = self.clock()
+            self.pki.vical_signer(s, now)
+            return self.pki.vical_ca_crl(s, now, generation)
+
+        return run_transaction(self.sessions, work)
+
+    def vical_signers(self) -> list[VicalSignerInfo]:
+        """Every VICAL signer generation, oldest first (none before the first VICAL is signed)."""
+        return run_transaction(self.sessions, lambda s: [self._vical_info(s, r) for r in self.pki._rows(s, PURPOSE_VICAL)])
+
+    def revoke_vical_signer(self, ref: str, reason: str, *, actor: str = "issuer") -> VicalSignerRevocationResult:
+        """Revoke the VICAL signer ``ref`` names (label or serial; :meth:`MdocPki.revoke_vical_signer`:
+        the reasons a document signer takes, keyCompromise amending another) and, in the same
+        transaction, re-sign the published VICAL (``mdoc_vicals``): when the signer revoked was
+        the one signing, the VICAL served from now on is signed by a new signer generation under
+        the VICAL CA, with a higher issue ID. Its VICAL CA's CRL lists it from its next build
+        (``/trust/vical-ca.crl``), so a reader that checks it refuses any VICAL the revoked key
+        signs. Audited ``mdoc.vical-signer.revoke`` (``.amend`` when keyCompromise amends an
+        earlier reason)."""
+
+        def work(s: Session) -> VicalSignerRevocationResult:
+            now = self.clock()
+            at = now.replace(microsecond=0)
+            row, changed, previous = self.pki.revoke_vical_signer(s, ref, reason, now)
+            self._vical(s, at)  # signed by the next generation when the revoked one was signing
+            signing = next(r for r in reversed(self.pki._rows(s, PURPOSE_VICAL)) if r.active and r.revoked_at is None)
+            issue_id = s.get(PublishedVical, self.pki.config.organization).issue_id
+            info = self._vical_info(s, row)
+            if changed:
+                detail = {"serial": info.serial, "reason": row.revocation_reason, "ca": info.ca,
+                          "signing": signing.label, "vical_issue_id": issue_id}
+                if previous is not None:
+                    detail["previous_reason"] = previous
+                s.add(AuditEvent(actor=actor, action="mdoc.vical-signer.revoke" if previous is None
+                                 else "mdoc.vical-signer.revoke.amend", subject=row.label, detail=detail))
+                s.flush()
+            return VicalSignerRevocationResult(info, changed, previous if changed else None,
+                                               self._vical_info(s, signing), issue_id)
+
+        return run_transaction(self.sessions, work)
+
+    def _vical_info(self, s: Session, row) -> VicalSignerInfo:  # noqa: ANN001
+        from protocols.certs import crl_url
+
+        cert = self.pki._cert(row)
+        ca = next((r.label for r in self.pki._rows(s, PURPOSE_VICAL_CA) if self.pki._cert(r).subject == cert.issuer),
+                  None)
+        return VicalSignerInfo(row.label, format(cert.serial_number, "x"), cert.subject.rfc4514_string(),
+                               cert.not_valid_before_utc, cert.not_valid_after_utc,
+                               bool(row.active and row.revoked_at is None), row.revoked_at, row.revocation_reason,
+                               ca, crl_url(cert))
 
     def iaca_crl(self, generation: int | None = None) -> x509.CertificateRevocationList:
         """The CRL of the current IACA, or of IACA generation ``generation``."""

@@ -2,6 +2,7 @@
 
 ``mcred mdoc issue`` / ``mcred mdoc respond`` (interop with other mdoc tools),
 ``mcred mdoc ds list|rollover|revoke`` (document signers, the IACA CRL),
+``mcred mdoc vical-signer list|revoke`` (VICAL signers, the VICAL CA's CRL),
 ``mcred export iaca``, ``mcred status-list show``, ``mcred credential list|show``.
 Exit codes: 0 done, 1 refused (a check failed), 2 unreadable input.
 """
@@ -849,6 +850,65 @@ def _revoke_signer(ref: str, reason: str, as_json: bool, purpose: str) -> None:
                       f"--signer {info.label})[/]")
 
 
+def vical_signer_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every VICAL signer generation: serial, validity, signing / retired / revoked, its VICAL
+    CA and the CRL distribution point its certificate names (where readers look it up)."""
+    rows = _mdoc_service()[1].vical_signers()
+    if as_json:
+        print(json.dumps([r.to_json() for r in rows], ensure_ascii=False))
+        return
+    if not rows:
+        console.print("no VICAL signer yet: the first is made with the first VICAL (mcred export vical, "
+                      "/trust/vical)", highlight=False)
+    for r in rows:
+        state = (f"revoked ({r.reason}, {r.revoked_at:%Y-%m-%d %H:%M}Z)" if r.revoked_at
+                 else "signing" if r.active else "retired")
+        typer.echo(f"{r.label}  serial {r.serial}  until {r.not_after:%Y-%m-%d}  {state}  under {r.ca}"
+                   f"  CRL {r.crl or '(none named: made before VICAL signers carried one)'}")
+
+
+def vical_signer_revoke(
+    signer: str = typer.Argument(..., metavar="LABEL|SERIAL", help="The VICAL signer: its label "
+                                 "(mdoc-vical-signer-1) or its certificate serial (hex), as mcred mdoc vical-signer "
+                                 "list shows."),
+    reason: str = typer.Option(..., "--reason", help="keyCompromise, superseded, cessationOfOperation, "
+                               "affiliationChanged, privilegeWithdrawn or unspecified."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Revoke a VICAL signer certificate: it signs nothing more, the VICAL (/trust/vical) is
+    re-signed at once by a new signer generation, and the VICAL CA's CRL (/trust/vical-ca.crl)
+    lists it, so a reader that imports a VICAL looks its signer up there and refuses one the
+    revoked key signed. keyCompromise amends a revocation made for another reason."""
+    from issuer.mdoc.errors import IssuerMdocError, SignerRevocationError, UnknownSigner
+
+    svc = _mdoc_service()[1]
+    try:
+        done = svc.revoke_vical_signer(signer, reason, actor=cli_actor())
+    except (UnknownSigner, SignerRevocationError) as exc:
+        raise _fail(str(exc), 2, as_json) from None
+    except IssuerMdocError as exc:  # the next signer cannot be made: nothing was changed
+        raise _fail(str(exc), 2, as_json) from None
+    info = done.info
+    if as_json:
+        print(json.dumps(done.to_json(), ensure_ascii=False))
+        return
+    if not done.changed:
+        console.print(f"{info.label} was already revoked ({info.reason})", highlight=False)
+        return
+    if done.amended_from is not None:
+        console.print(f"{info.label} serial {info.serial}: revoked ({done.amended_from}) -> revoked ({info.reason}), "
+                      "amended (its revocation time kept); the VICAL CA's CRL says so from now on", highlight=False)
+        return
+    where = f" ({info.crl})" if info.crl else ""
+    console.print(f"{info.label} serial {info.serial} revoked ({info.reason}); the VICAL CA's CRL{where} "
+                  "lists it from now on", highlight=False)
+    console.print(f"the VICAL is signed by {done.signing.label} serial {done.signing.serial} from now on "
+                  f"(vicalIssueID {done.vical_issue_id})", highlight=False)
+    if info.crl is None:
+        console.print("[yellow]its certificate names no CRL distribution point (made before they carried one): "
+                      "readers cannot look it up; if its key is in other hands, give readers a new VICAL CA[/]")
+
+
 def _hex_bytes(value):  # noqa: ANN001, ANN202
     if isinstance(value, bytes):
         return value.hex()
@@ -882,6 +942,10 @@ def register(app: typer.Typer) -> None:
     iaca_group.command("rollover")(iaca_rollover)
     iaca_group.command("stage")(iaca_stage)
     iaca_group.command("revoke")(iaca_revoke)
+    vical_signer = _group(mdoc, "vical-signer", "VICAL signers of the mdoc issuer (ISO/IEC 18013-5 Annex "
+                          "C.1.7): list, revoke.")
+    vical_signer.command("list")(vical_signer_list)
+    vical_signer.command("revoke")(vical_signer_revoke)
     export_app.command("iaca")(export_iaca)
     export_app.command("vical")(export_vical)
     status_lists = _group(app, "status-list", "Token Status Lists.")

@@ -23,8 +23,9 @@ Profile choices (see ``specs/status-list.md`` for the status-list signer):
   given, validity inside the CA's and at most :data:`READER_MAX_VALIDITY` (1187 days).
 * VICAL CA (the root a reader trusts for VICALs; Annex C sets no profile for it): the reader
   CA's profile. VICAL signer (Annex C.1.7.2): keyUsage critical digitalSignature,
-  extKeyUsage critical 1.0.18013.5.1.8, AKI = the VICAL CA's SKI, SKI, validity inside the
-  CA's and at most :data:`DS_MAX_VALIDITY`.
+  extKeyUsage critical 1.0.18013.5.1.8, AKI = the VICAL CA's SKI, SKI, the VICAL CA's CRL
+  distribution point (a URI, as the profile asks) when given, validity inside the CA's and
+  at most :data:`DS_MAX_VALIDITY`.
 * ES256 (P-256 / SHA-256) by default, ES384 (P-384 / SHA-384) and P-521 available.
 """
 
@@ -351,10 +352,14 @@ def vical_signer_builder(
     common_name: str,
     not_before: dt.datetime,
     not_after: dt.datetime,
+    crl_uri: str | None = None,
     organization: str | None = None,
     serial_number: int | None = None,
 ) -> x509.CertificateBuilder:
     """A VICAL signer certificate (Annex C.1.7.2: extKeyUsage 1.0.18013.5.1.8) issued by
-    ``vical_ca``: what signs the COSE_Sign1 of a VICAL."""
-    return _issued_by(public_key, vical_ca, "VICAL CA", "VICAL signer", common_name, not_before, not_after,
-                      DS_MAX_VALIDITY, organization, serial_number, EKU_MDL_VICAL_SIGNER)
+    ``vical_ca``: what signs the COSE_Sign1 of a VICAL. ``crl_uri``: the VICAL CA's CRL,
+    where a reader looks the signer up before it takes a VICAL it signed (a signer whose
+    key is in other hands could otherwise sign a VICAL of any IACA)."""
+    builder = _issued_by(public_key, vical_ca, "VICAL CA", "VICAL signer", common_name, not_before, not_after,
+                         DS_MAX_VALIDITY, organization, serial_number, EKU_MDL_VICAL_SIGNER)
+    return builder.add_extension(_crl_dp(crl_uri), critical=False) if crl_uri else builder
