@@ -26,7 +26,9 @@ EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
 # The reader's options that `mcred reader serve` and `mcred reader nfc` share.
 _TRUST = typer.Option([], "--trust", help="IACA certificate (PEM); repeatable.")
 _VICAL = typer.Option(None, "--vical", help="A VICAL to import (needs --vical-trust): a file, or an issuer's "
-                      "URL (/trust/vical), which mcred reader serve fetches again every 30 s.")
+                      "URL (/trust/vical), which mcred reader serve fetches again every 30 s. Its signer is looked "
+                      "up on the CRL its certificate names (the VICAL CA's) unless --offline: a revoked signer, or "
+                      "no CRL to be had, refuses it.")
 _VICAL_TRUST = typer.Option([], "--vical-trust", help="VICAL signer anchor (PEM).")
 _REQUEST = typer.Option([], "--request", help="NS:ID[!] items to ask for (! = retain).")
 _DOCTYPE = typer.Option("jp.mcred.mynumber.cardsub.1", "--doctype")
