@@ -173,6 +173,43 @@ def test_a_revoked_vical_signer_signs_nothing_more_and_the_vical_ca_crl_lists_it
     assert f"Serial Number: {serial.zfill(len(serial) + len(serial) % 2)}" in text, text
 
 
+def test_a_vical_signed_while_its_signer_is_revoked_is_not_signed_with_the_revoked_key(world):  # noqa: F811
+    """A request that read the VICAL signer just before a revocation committed, and then took
+    the VICAL row to sign a new VICAL, signed it with the revoked key (the keys read before it
+    waited): the keys are read again once the row is taken, and it serves the VICAL the
+    revocation signed."""
+    import threading
+
+    from issuer.mdoc.models import PublishedVical
+    from issuer.mdoc.service import MdocService
+
+    svc, sessions, clock, client = world
+    client.get("/trust/vical")
+    clock.now = NOW + MdocService.VICAL_REUSE  # the VICAL is due again: the next request signs one
+    real, read, go = svc.pki.vical_signer, threading.Event(), threading.Event()
+
+    def vical_signer(s, now):  # noqa: ANN001, ANN202 - the request's first read, then it waits
+        got = real(s, now)
+        if threading.current_thread() is request and not read.is_set():
+            read.set()
+            assert go.wait(20)
+        return got
+
+    svc.pki.vical_signer = vical_signer
+    served: list[bytes] = []
+    request = threading.Thread(target=lambda: served.append(svc.vical()))
+    request.start()
+    assert read.wait(20)
+    done = svc.revoke_vical_signer("mdoc-vical-signer-1", "keyCompromise", actor="test")  # commits meanwhile
+    go.set()
+    request.join(20)
+    (body,) = served
+    assert _signer_of(body).serial_number == int(done.signing.serial, 16)
+    with sessions() as s:
+        stored = s.get(PublishedVical, "mcred simulated issuing authority")
+        assert (stored.body, stored.issue_id) == (body, done.vical_issue_id)
+
+
 def test_a_vical_forged_with_the_revoked_signers_key_is_refused_by_a_reader_that_looks_it_up(world):  # noqa: F811
     """The revoked signer's key (here through the issuer's key store, as a thief would use it)
     signs a VICAL listing an attacker's IACA with a later issue ID: its chain and signature
