@@ -173,6 +173,29 @@ def test_a_revoked_vical_signer_signs_nothing_more_and_the_vical_ca_crl_lists_it
     assert f"Serial Number: {serial.zfill(len(serial) + len(serial) % 2)}" in text, text
 
 
+def test_a_vical_signer_made_before_signers_named_the_crl_is_replaced_at_the_next_signing(world, monkeypatch):  # noqa: F811
+    """An installation whose VICAL signer was made before signers named the VICAL CA's CRL:
+    no reader could look it up (nor a revocation of it reach one), so the next VICAL is
+    signed by a new generation that names it."""
+    svc, _sessions, clock, client = world
+    made = iaca.vical_signer_builder
+
+    def without_crl(*args, crl_uri=None, **kwargs):  # noqa: ANN002, ANN003, ANN202 - as before this change
+        return made(*args, **kwargs)
+
+    monkeypatch.setattr(iaca, "vical_signer_builder", without_crl)
+    old = _signer_of(svc.vical())
+    with pytest.raises(x509.ExtensionNotFound):
+        old.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+    assert svc.vical_signers()[0].crl is None
+    monkeypatch.undo()
+    clock.now = NOW + dt.timedelta(minutes=1)
+    new = _signer_of(client.get("/trust/vical").content)
+    assert new.serial_number != old.serial_number and _crl_url(new) == f"{BASE}/trust/vical-ca.crl"
+    assert [(r.label, r.active) for r in svc.vical_signers()] == [("mdoc-vical-signer-1", False),
+                                                                   ("mdoc-vical-signer-2", True)]
+
+
 def test_a_vical_signed_while_its_signer_is_revoked_is_not_signed_with_the_revoked_key(world):  # noqa: F811
     """A request that read the VICAL signer just before a revocation committed, and then took
     the VICAL row to sign a new VICAL, signed it with the revoked key (the keys read before it
