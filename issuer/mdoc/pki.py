@@ -743,30 +743,12 @@ class MdocPki:
         if not now < root.certificate.not_valid_after_utc:
             raise IacaEnded(f"the IACA {root.label} ended {root.certificate.not_valid_after_utc}: "
                             "no CRL is issued for it any more")
-        stored = session.get(IacaCrl, root.label)
-        if stored is not None and not stored.stale and stored.next_update - now > CRL_REFRESH:
-            return self._crl(stored.body)
-        stored = session.get(IacaCrl, root.label, with_for_update=True)
-        if stored is not None:
-            session.refresh(stored)
-            if not stored.stale and stored.next_update - now > CRL_REFRESH:
-                return self._crl(stored.body)  # another process rebuilt it meanwhile
-        this_update = now.astimezone(dt.UTC).replace(microsecond=0)
-        number = max((stored.crl_number + 1) if stored else 1, int(this_update.timestamp()))
-        builder = ca_crl.crl_builder(
-            root.certificate, number=number, this_update=this_update, next_update=next_update,
-            revoked=[ca_crl.Revoked(cert.serial_number, row.revoked_at, row.revocation_reason or "unspecified")
-                     for cert, row in self.revoked_signers(
-                         session, root.certificate, min(stored.this_update, now) if stored else None)])
-        crl = self.keystore.signer(root.label).sign_crl(builder)
-        body = crl.public_bytes(serialization.Encoding.DER)
-        if stored is None:
-            stored = IacaCrl(iaca_label=root.label)
-            session.add(stored)
-        stored.crl_number, stored.body, stored.stale = number, body, False
-        stored.this_update, stored.next_update = this_update, this_update + next_update
-        session.flush()
-        return self._crl(body)
+
+        def revoked(since: dt.datetime | None) -> list[ca_crl.Revoked]:
+            return [ca_crl.Revoked(cert.serial_number, row.revoked_at, row.revocation_reason or "unspecified")
+                    for cert, row in self.revoked_signers(session, root.certificate, since)]
+
+        return self._stored_crl(session, root.label, root.certificate, revoked, now, next_update)
 
     def _crl(self, body: bytes) -> x509.CertificateRevocationList:
         cached = self._crls.get(body)
