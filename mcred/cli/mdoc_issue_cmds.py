@@ -673,6 +673,21 @@ def iaca_rollover(as_json: bool = typer.Option(False, "--json")) -> None:
                       "publishes the next one ahead of its use)[/]")
 
 
+def _said_unchanged_or_amended(info, changed: bool, amended_from: str | None,  # noqa: ANN001 - a SignerInfo
+                               where: str = "") -> bool:
+    """A revocation that changed nothing ("already revoked") or amended an earlier reason,
+    said; True when that was all there was to say (``where``: whose CRL says it from now on)."""
+    if not changed:
+        console.print(f"{info.label} was already revoked ({info.reason})", highlight=False)
+        return True
+    if amended_from is not None:
+        console.print(f"{info.label} serial {info.serial}: revoked ({amended_from}) -> revoked ({info.reason}), "
+                      f"amended (its revocation time kept){f'; {where} says so from now on' if where else ''}",
+                      highlight=False)
+        return True
+    return False
+
+
 def iaca_revoke(
     iaca_ref: str = typer.Argument(..., metavar="IACA", help="The IACA generation: its number (2), label "
                                    "(mdoc-iaca-2) or certificate serial (hex), as mcred mdoc iaca list shows."),
@@ -704,12 +719,7 @@ def iaca_revoke(
     if as_json:
         print(json.dumps(done.to_json(), ensure_ascii=False))
         return
-    if not done.changed:
-        console.print(f"{info.label} was already revoked ({info.reason})", highlight=False)
-        return
-    if done.amended_from is not None:
-        console.print(f"{info.label} serial {info.serial}: revoked ({done.amended_from}) -> revoked ({info.reason}), "
-                      "amended (its revocation time kept)", highlight=False)
+    if _said_unchanged_or_amended(info, done.changed, done.amended_from):
         return
     console.print(f"{info.label} serial {info.serial} revoked ({info.reason}): out of the trust bundle and the "
                   "VICAL from now on; it signs nothing more", highlight=False)
@@ -831,13 +841,7 @@ def _revoke_signer(ref: str, reason: str, as_json: bool, purpose: str) -> None:
         print(json.dumps({**info.to_json(), "changed": changed,
                           **({"amended_from": done.amended_from} if done.amended_from else {})}, ensure_ascii=False))
         return
-    if not changed:
-        console.print(f"{info.label} was already revoked ({info.reason})", highlight=False)
-        return
-    if done.amended_from is not None:
-        console.print(f"{info.label} serial {info.serial}: revoked ({done.amended_from}) -> revoked "
-                      f"({info.reason}), amended (its revocation time kept); the IACA CRL says so from now on",
-                      highlight=False)
+    if _said_unchanged_or_amended(info, changed, done.amended_from, "the IACA CRL"):
         return
     console.print(f"{info.label} serial {info.serial} revoked ({reason}); the IACA CRL lists "
                   f"it from now on", highlight=False)
@@ -892,12 +896,7 @@ def vical_signer_revoke(
     if as_json:
         print(json.dumps(done.to_json(), ensure_ascii=False))
         return
-    if not done.changed:
-        console.print(f"{info.label} was already revoked ({info.reason})", highlight=False)
-        return
-    if done.amended_from is not None:
-        console.print(f"{info.label} serial {info.serial}: revoked ({done.amended_from}) -> revoked ({info.reason}), "
-                      "amended (its revocation time kept); the VICAL CA's CRL says so from now on", highlight=False)
+    if _said_unchanged_or_amended(info, done.changed, done.amended_from, "the VICAL CA's CRL"):
         return
     where = f" ({info.crl})" if info.crl else ""
     console.print(f"{info.label} serial {info.serial} revoked ({info.reason}); the VICAL CA's CRL{where} "
