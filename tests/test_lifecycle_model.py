@@ -476,9 +476,15 @@ class Lifecycle(RuleBasedStateMachine):
 
     @staticmethod
     def _revoke(creds: list[Cred], reason: str) -> None:
-        """issuer.revocation's state machine: revoked stays; hold again stays."""
+        """issuer.revocation's state machine: revoked stays, but for keyCompromise, which
+        amends another reason (its time kept: issuer.revocation._amend); hold again stays."""
         for c in creds:
-            if c.status == "revoked" or (c.status == "hold" and reason == HOLD):
+            if c.status == "revoked":
+                if reason == "keyCompromise" and c.reason != reason:
+                    c.reason = reason
+                    event("a revocation amended to keyCompromise")
+                continue
+            if c.status == "hold" and reason == HOLD:
                 continue
             c.status, c.reason = ("hold" if reason == HOLD else "revoked"), reason
 
@@ -1046,11 +1052,14 @@ class Lifecycle(RuleBasedStateMachine):
           credential=st.sampled_from(["all", "sign", "auth", "mdoc", "jpki", "each"]))
     def revoke(self, data, reason, credential):
         """An operator's revocation (``mcred revoke``, ``POST /revocations``); ``each``: of
-        every kind, one call per kind (the phone is not put out as ``all`` puts it)."""
+        every kind, one call per kind (the phone is not put out as ``all`` puts it). A
+        credential of the phone revoked already for another reason, revoked for keyCompromise,
+        is amended: its CRL entry and OCSP say keyCompromise, at its revocation's time."""
         phone = self._phones(data)
         for what in ("sign", "auth", "mdoc") if credential == "each" else (credential,):
             revocation.revoke(self.ctx.sessions, phone, reason, what, actor="model")
-            self._revoke(self._on(phone, KINDS[what]), reason)
+            # every credential of the phone of those kinds: a revoked one amended by keyCompromise
+            self._revoke(self._on(phone, KINDS[what], ("valid", "hold", "revoked")), reason)
         if credential == "all":
             self._phone_out(phone, "revoked")
 
@@ -1391,7 +1400,7 @@ class Lifecycle(RuleBasedStateMachine):
         """A document signer (``mcred mdoc ds revoke``, ``POST /trust/ds-revocations``) or a
         status-list signer (``mcred status-list signer revoke``) revoked, named by its label
         or serial (as openssl prints it): any generation the model has seen, revoked already
-        or not (idempotent). The IACA CRL lists it from the next build; readers refuse the
+        or not (idempotent, but keyCompromise amends another reason, its time kept). The IACA CRL lists it from the next build; readers refuse the
         MSOs it signed (``ds_revocation``) or the lists it signed (``status_list_signature``);
         the next MSO is signed by a new DS generation, the next list by a new signer."""
         known = sorted(s for s, m in self.signers.items() if m.purpose == purpose)
@@ -1410,9 +1419,14 @@ class Lifecycle(RuleBasedStateMachine):
             got, changed = mdoc_service(self.ctx).revoke_signer(ref, reason, actor="model", purposes=(PURPOSE_STATUS,))
             info, revoked_at = got.to_json(), got.revoked_at
         assert int(info["serial"], 16) == s and info["purpose"] == purpose, info
-        assert changed == (m.revoked_at is None), f"revoking {ref} ({m}): changed {changed}"
+        # revoked already: changed only by keyCompromise amending another reason (its time kept)
+        amends = m.revoked_at is not None and reason == "keyCompromise" != m.reason
+        assert changed == (m.revoked_at is None or amends), f"revoking {ref} ({m}) for {reason}: changed {changed}"
         m.label = info["label"]
-        if changed:
+        if amends:
+            m.reason = reason
+            event(f"a {purpose}'s revocation amended to keyCompromise")
+        elif changed:
             assert abs(revoked_at - _now()) < SLACK, (revoked_at, _now())
             m.revoked_at, m.reason = revoked_at, reason
             event(f"revoked a {purpose}")
