@@ -1648,10 +1648,13 @@ class Lifecycle(RuleBasedStateMachine):
         """A document signer (``mcred mdoc ds revoke``, ``POST /trust/ds-revocations``) or a
         status-list signer (``mcred status-list signer revoke``) revoked, named by its label
         or serial (as openssl prints it): any generation the model has seen, revoked already
-        or not (idempotent, but keyCompromise amends another reason, its time kept). The IACA CRL lists it from the next build; readers refuse the
-        MSOs it signed (``ds_revocation``) or the lists it signed (``status_list_signature``);
-        the next MSO is signed by a new DS generation, the next list by a new signer."""
-        known = sorted(s for s, m in self.signers.items() if m.purpose == purpose)
+        or not (idempotent, but keyCompromise amends another reason, its time kept). The IACA
+        CRL lists it from the next build; readers refuse the MSOs it signed (``ds_revocation``)
+        or the lists it signed (``status_list_signature``); the next MSO is signed by a new DS
+        generation, the next list by a new signer."""
+        # in the order the model learnt them, not by serial: the serials of the signers made
+        # in an example are random, and the index drawn must name the same one in a replay
+        known = [s for s, m in self.signers.items() if m.purpose == purpose]
         s = data.draw(st.sampled_from(known), label="signer")
         m = self.signers[s]
         octets = s.to_bytes((s.bit_length() + 7) // 8, "big")
