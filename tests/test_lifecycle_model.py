@@ -1354,10 +1354,11 @@ class Lifecycle(RuleBasedStateMachine):
         self._learn(phone, {"mdoc"})
 
     def _reissuable(self) -> list[tuple[str, int]]:
-        """What :meth:`reissue` may name: every IACA generation and document signer the model
-        knows, IACAs by number, DSs by serial."""
-        return [("iaca", g) for g in range(1, len(self.iacas) + 1)] + sorted(
-            ("ds", s) for s, m in self.signers.items() if m.purpose == PURPOSE_DS)
+        """What :meth:`reissue` may name: every IACA generation (by number) and document signer
+        (by serial) the model knows, in the order it learnt them (replayable, as
+        :meth:`revoke_signer` draws)."""
+        return [("iaca", g) for g in range(1, len(self.iacas) + 1)] + [
+            ("ds", s) for s, m in self.signers.items() if m.purpose == PURPOSE_DS]
 
     @precondition(lambda self: self.creds)
     @rule(data=st.data(), out_of_use=st.booleans(), name=st.sampled_from(["label", "serial"]))
@@ -1372,8 +1373,9 @@ class Lifecycle(RuleBasedStateMachine):
         no other phone), a phone whose mdoc of it is on hold named and left (``on-hold``);
         ``done`` once every phone is re-issued."""
         live = [c for c in self.creds.values() if c.kind == "mdoc" and c.status in LIVE]
-        revoked = sorted({("iaca", c.gen) for c in live if c.gen in self.withdrawn} | {
-            ("ds", c.ds_serial) for c in live if self.signers[c.ds_serial].revoked_at is not None})
+        revoked = [(what, n) for what, n in self._reissuable() if any(
+            (c.gen if what == "iaca" else c.ds_serial) == n for c in live)
+            and (n in self.withdrawn if what == "iaca" else self.signers[n].revoked_at is not None)]
         what, n = data.draw(st.sampled_from(revoked if out_of_use and revoked else self._reissuable()), label="signer")
         if what == "iaca":
             label, cert = f"mdoc-iaca-{n}", self.iacas[n - 1]
