@@ -1364,8 +1364,9 @@ class Lifecycle(RuleBasedStateMachine):
     @rule(data=st.data(), out_of_use=st.booleans(), name=st.sampled_from(["label", "serial"]))
     def reissue(self, data, out_of_use, name):
         """New MSOs for every phone holding a valid mdoc of a signer (``mcred mdoc reissue
-        --signer``, ``POST /mdoc-reissues``): a revoked IACA or DS with a phone still holding
-        a valid or held mdoc of it (``out_of_use``, when there is one), else any IACA or DS.
+        --signer``, ``POST /mdoc-reissues``): an IACA or DS out of use (revoked, or retired:
+        not the one signing now) with a phone still holding a valid or held mdoc of it
+        (``out_of_use``, when there is one), else any IACA or DS.
         Refused before any job (409 provisioning-refused) for the signer signing now (the
         current IACA, the DS the next MSO is signed by) and, when it has phones, while the
         current IACA can sign no MSO (its last months, its end); else a job refreshing each
@@ -1373,10 +1374,10 @@ class Lifecycle(RuleBasedStateMachine):
         no other phone), a phone whose mdoc of it is on hold named and left (``on-hold``);
         ``done`` once every phone is re-issued."""
         live = [c for c in self.creds.values() if c.kind == "mdoc" and c.status in LIVE]
-        revoked = [(what, n) for what, n in self._reissuable() if any(
+        out = [(what, n) for what, n in self._reissuable() if any(
             (c.gen if what == "iaca" else c.ds_serial) == n for c in live)
-            and (n in self.withdrawn if what == "iaca" else self.signers[n].revoked_at is not None)]
-        what, n = data.draw(st.sampled_from(revoked if out_of_use and revoked else self._reissuable()), label="signer")
+            and (n != self.current if what == "iaca" else n != self.ds_expect or self.signers[n].revoked_at)]
+        what, n = data.draw(st.sampled_from(out if out_of_use and out else self._reissuable()), label="signer")
         if what == "iaca":
             label, cert = f"mdoc-iaca-{n}", self.iacas[n - 1]
             ref = label if name == "label" else format(cert.serial_number, "x")
