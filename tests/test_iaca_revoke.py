@@ -186,3 +186,25 @@ def test_a_stand_alone_reader_following_the_vical_drops_a_revoked_iaca_at_its_ne
         verifier.refresher.join(10)
         assert verifier.trust().certificates == [staged.certificate] and verifier.reloads == 1
         assert verifier.last_error is None
+
+
+def test_a_revocation_asked_again_amends_nothing_and_says_so(world):  # noqa: F811
+    """An IACA revoked already, asked again with a reason that amends nothing: ``changed``
+    false and ``amended_from`` (the reason a compromise replaced) null, as for a signer.
+    ``amended_from`` named the reason still recorded, so that POST /trust/iaca-revocations
+    and ``mcred mdoc iaca revoke --json`` answered an amendment that was not made (the
+    lifecycle model found it)."""
+    svc, sessions, _clock, _client = world
+    svc.setup()
+    svc.revoke_iaca(1, "superseded")
+    for reason in ("superseded", "unspecified"):
+        again = svc.revoke_iaca(1, reason)
+        assert not again.changed and again.amended_from is None, again
+        assert again.to_json()["amended_from"] is None and again.info.reason == "superseded"
+    amended = svc.revoke_iaca(1, "cACompromise")
+    assert amended.changed and amended.amended_from == "superseded"
+    for reason in ("cACompromise", "keyCompromise", "superseded"):
+        again = svc.revoke_iaca(1, reason)
+        assert not again.changed and again.amended_from is None and again.info.reason == "cACompromise", again
+    with sessions() as s:
+        assert s.query(AuditEvent).filter_by(action="mdoc.iaca.revoke.amend").count() == 1

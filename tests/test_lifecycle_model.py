@@ -92,6 +92,22 @@ and no MSO chains to it before its rollover. Readers take the bundle or the VICA
 installation, right after each staging, and at any time) and are never told again: each
 takes every new mdoc of an IACA it took (one it took while staged: its first mdocs verify
 with no trust update) and refuses on its chain the mdocs of an IACA staged after it took it.
+
+An IACA revoked is in the model too (specs/issuer-keys.md, "An IACA revoked"): a rule revokes
+any generation, current, staged or retired (``POST /trust/iaca-revocations``, by number, label
+or serial; cACompromise or another reason; again when revoked already: nothing changes but for
+a compromise amending another reason, ``amended_from``). It leaves the bundle and the VICAL;
+its CRL and its mdocs' status and identifier lists answer 410 iaca-withdrawn, whatever its end;
+its signers are retired; a fresh reader refuses its mdocs on ``issuer_certificate_chain``; the
+kept reader, handed each new IACA but never told of a revocation, takes them from the list and
+the CRL it keeps until either has to be fetched again, then refuses them (fail closed). The
+current one is replaced at once by the staged IACA (the very certificate) or, when none can be
+started, a new one, with its signers, as a rollover does: issuance goes on under it. A rule
+re-issues (``POST /mdoc-reissues``) the phones holding a valid mdoc of an IACA or document
+signer, revoked or not: refused with 409 provisioning-refused for the signer signing now, and
+while the current IACA can sign no MSO (its last months, its end) when it has phones; else a
+job that refreshes each phone as an mdoc refresh does (re-issued or refused, by the model's
+word on a refresh) and leaves a phone whose mdoc of it is on hold (``on-hold``).
 """
 
 from __future__ import annotations
@@ -183,6 +199,10 @@ DS_MARGIN = dt.timedelta(days=90)
 #: the reasons a signer of the IACA is revoked with (issuer.mdoc.pki.SIGNER_REVOCATION_REASONS)
 SIGNER_REASONS = ("keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged",
                   "privilegeWithdrawn", "unspecified")
+#: the reasons an IACA is revoked with (issuer.mdoc.pki.IACA_REVOCATION_REASONS); a compromise
+#: amends another reason recorded (COMPROMISE_REASONS)
+IACA_REASONS = ("cACompromise", *SIGNER_REASONS)
+COMPROMISES = ("cACompromise", "keyCompromise")
 #: how far the clock runs on between what is served and the model's reading of it
 SLACK = dt.timedelta(seconds=60)
 #: within this of a credential's end, the model takes either verdict (the clock ticks on)
@@ -376,6 +396,8 @@ class Lifecycle(RuleBasedStateMachine):
         self.current = 1
         self.staged: int | None = None
         self.staged_at: dt.datetime | None = None
+        #: the IACA generations revoked (taken out of trust): their reason and when
+        self.withdrawn: dict[int, tuple[str, dt.datetime]] = {}
         self.holder_ids: dict[int, str] = {}
         self.phones: dict[str, PhoneModel] = {}
         self.creds: dict[object, Cred] = {}
@@ -397,8 +419,9 @@ class Lifecycle(RuleBasedStateMachine):
 
         self.kept_lists = StatusListCache(HttpxFetcher(client=self.http))
         self.kept_ds_crl = DsCrlCheck(self._iaca_fetcher())
-        #: its trust store: the first IACA, and each new one as it is rolled over (the
-        #: operator hands readers the bundle, /trust/iaca.pem, with the rollover)
+        #: its trust store: the first IACA, and each new one as it is rolled over or started
+        #: by a revocation (the operator hands readers the bundle, /trust/iaca.pem, with the
+        #: rollover); it is never told of a revocation (it keeps a revoked IACA)
         self.kept_trust = TrustStore()
         self.kept_trust.add(self.iacas[0], source="test")
         self.kept_reader = self._reader(self.kept_lists, self.kept_ds_crl, self.kept_trust)
@@ -451,6 +474,7 @@ class Lifecycle(RuleBasedStateMachine):
         self.travelled = dt.timedelta(0)
 
     def teardown(self) -> None:
+        self.http.app.state.jobs.shutdown()  # POST /mdoc-reissues waited for each of its jobs
         self.travel.stop()
         _MONOTONIC_SHIFT[0] = 0.0
         self.http.close()
@@ -476,9 +500,15 @@ class Lifecycle(RuleBasedStateMachine):
 
     @staticmethod
     def _revoke(creds: list[Cred], reason: str) -> None:
-        """issuer.revocation's state machine: revoked stays; hold again stays."""
+        """issuer.revocation's state machine: revoked stays, but for keyCompromise, which
+        amends another reason (its time kept: issuer.revocation._amend); hold again stays."""
         for c in creds:
-            if c.status == "revoked" or (c.status == "hold" and reason == HOLD):
+            if c.status == "revoked":
+                if reason == "keyCompromise" and c.reason != reason:
+                    c.reason = reason
+                    event("a revocation amended to keyCompromise")
+                continue
+            if c.status == "hold" and reason == HOLD:
                 continue
             c.status, c.reason = ("hold" if reason == HOLD else "revoked"), reason
 
@@ -746,7 +776,7 @@ class Lifecycle(RuleBasedStateMachine):
         return reader.verify(response, session_transcript=st)
 
     def _judge(self, c: Cred, status: str, result, who: str = "a fresh reader",  # noqa: ANN001
-               revoked: frozenset[int] = frozenset(), list_signer: int | None = None) -> None:
+               revoked: frozenset[int] = frozenset(), list_signer: int | None = None, trusted: bool = True) -> None:
         """A reader's ``result`` on ``c`` held against the model: taken iff ``status`` (what
         the list it read says) is valid, the MSO has not expired (validUntil, then the
         reader's 5 minutes' skew; within 2 minutes of that either way), and neither its DS
@@ -755,7 +785,8 @@ class Lifecycle(RuleBasedStateMachine):
         revoked DS on ``ds_revocation`` (code ``ds_revoked``), a list by a revoked signer on
         ``status_list_signature`` (its ``revocation_status`` not checked): on those alone
         when the list says valid (past the DS's end its chain fails too, and nothing is
-        looked up)."""
+        looked up). ``trusted`` False: the reader does not trust the mdoc's IACA (revoked, out
+        of the bundle it took): refused on ``issuer_certificate_chain``, nothing looked up."""
         now = _now()
         past = now - READER_SKEW - c.not_after
         ds_bad, list_bad = c.ds_serial in revoked, list_signer in revoked
@@ -766,6 +797,13 @@ class Lifecycle(RuleBasedStateMachine):
         expired = past > dt.timedelta(0)
         validity = result.check("validity")
         assert validity is not None and validity.passed != expired, f"{what}: {validity}"
+        if not trusted:  # its IACA revoked: out of the bundle, no chain to a trusted IACA
+            chain = result.check("issuer_certificate_chain")
+            assert not result.valid and chain is not None and not chain.passed, f"{what}, IACA {c.gen} " \
+                f"revoked: {result.failed()}"
+            assert result.check("ds_revocation").code == "not_checked", f"{what}: {result.check('ds_revocation')}"
+            event(f"{who} refused on issuer_certificate_chain an mdoc of a revoked IACA")
+            return
         if abs(now - c.ds_until) < EDGE:
             return  # its DS ending: the chain either way
         if now > c.ds_until:  # no trusted DS chain: nothing looked up
@@ -798,6 +836,9 @@ class Lifecycle(RuleBasedStateMachine):
     def _kept_reader_verdict(self, c: Cred) -> None:
         """The reader kept across the example: it takes the list it cached while that is
         younger than its ttl (the verdict of the statuses then), never once older."""
+        if c.gen in self.withdrawn:
+            self._kept_reader_on_a_revoked_iaca(c)
+            return
         entry = self.kept_lists.entry(c.uri)
         before = entry.fetched_at if entry is not None else None
         held_by = entry.token.header.signer.serial_number if entry is not None and entry.token else None
@@ -838,6 +879,49 @@ class Lifecycle(RuleBasedStateMachine):
         said = self.kept_saw[c.uri].get(c.idx, "valid") if c.uri in self.kept_saw else c.status
         signer = entry.token.header.signer.serial_number if entry is not None and entry.token else None
         self._judge(c, said, result, "the kept reader", kept_revoked, signer)
+
+    def _kept_reader_on_a_revoked_iaca(self, c: Cred) -> None:
+        """The kept reader is handed each new IACA, never told of a revocation: it still trusts
+        a revoked IACA, and goes on with what it keeps of it, the list cached (within its ttl)
+        and the IACA CRL (an hour), as it did before; once either has to be fetched again it
+        is gone (410 iaca-withdrawn) and the reader refuses the mdoc, failing closed: on
+        ``ds_revocation`` (code ``unavailable``) without a CRL, on the list's checks without
+        a list (specs/issuer-keys.md, "An IACA revoked": a reader that never reloads)."""
+        entry = self.kept_lists.entry(c.uri)
+        start = _now()
+        result = self._present(c, self.kept_reader)
+        now, past = _now(), start - READER_SKEW - c.not_after
+        what = (f"the kept reader on the mdoc {c.uri}#{c.idx} of the revoked IACA {c.gen} at {start:%F %T} "
+                f"(validUntil {c.not_after:%F %T}, its list fetched {entry and f'{entry.fetched_at:%F %T}'}, "
+                f"its CRL {self.kept_crl_at.get(c.gen) and f'{self.kept_crl_at[c.gen]:%F %T}'})")
+
+        def kept(since: dt.datetime | None, age: dt.timedelta) -> bool | None:
+            """Whether what was fetched at ``since`` is still kept: None at the edge (either)."""
+            if since is None:
+                return False
+            return None if abs(start - since - age) < SLACK else start - since < age
+
+        list_kept = kept(entry and entry.fetched_at, dt.timedelta(seconds=STATUS_TTL))
+        crl_kept = kept(self.kept_crl_at.get(c.gen), KEPT_CRL_AGE)
+        if abs(past) < EDGE or abs(now - c.ds_until) < EDGE or None in (list_kept, crl_kept):
+            return  # at an edge: either
+        if now > c.ds_until or past > dt.timedelta(0):
+            assert not result.valid, f"{what}: taken, expired"
+            return
+        revoked = self.kept_crl_revoked.get(c.gen, frozenset())
+        said = self.kept_saw.get(c.uri, {}).get(c.idx, "valid")
+        signer = entry.token.header.signer.serial_number if entry is not None and entry.token else None
+        taken = list_kept and crl_kept and said == "valid" and c.ds_serial not in revoked and signer not in revoked
+        assert result.valid == taken, (f"{what}: {result.failed()}, the model: list kept {list_kept}, CRL kept "
+                                       f"{crl_kept}, its list said {said}")
+        if not crl_kept:
+            ds = result.check("ds_revocation")
+            assert ds.code == "unavailable", f"{what}: {ds}"
+        if not list_kept:
+            assert {"status_list_freshness", "revocation_status"} & set(result.failed()), f"{what}: {result.failed()}"
+        event("the kept reader took an mdoc of a revoked IACA from what it kept" if taken else
+              "the kept reader refused an mdoc of a revoked IACA, its CRL or list gone" if not (list_kept and crl_kept)
+              else "the kept reader refused an mdoc of a revoked IACA on what it kept")
 
     def _root(self, slot: str, aki: bytes) -> x509.Certificate:
         return next(r for r in self.roots[slot] if r.extensions.get_extension_for_class(
@@ -897,8 +981,18 @@ class Lifecycle(RuleBasedStateMachine):
     def _status(self, c: Cred) -> int | None:
         """The mdoc's status on its list, verified under its own IACA (the list holds that
         generation's mdocs, signed by a signer that IACA issued); None past the IACA's end,
-        when the list answers 410 iaca-ended (every MSO on it has ended by then)."""
+        when the list answers 410 iaca-ended (every MSO on it has ended by then), and once its
+        IACA is revoked, when it and its identifier list answer 410 iaca-withdrawn (its key
+        signs no list, whatever its end)."""
         r = self.http.get(_path(c.uri))
+        if c.gen in self.withdrawn:
+            ids = self.http.get(_path(c.uri).replace("/status/", "/identifiers/", 1))
+            for got in (r, ids):
+                assert got.status_code == 410 and got.json()["type"].endswith("/iaca-withdrawn") and \
+                    f"mdoc-iaca-{c.gen}" in got.json()["detail"], (
+                    f"a list {got.url} of the revoked IACA {c.gen}: {got.status_code} {got.text[:200]}")
+            event("the lists of a revoked IACA: 410")
+            return None
         now, end = _now(), self.iacas[c.gen - 1].not_valid_after_utc
         if abs(now - end) < EDGE and r.status_code in (200, 410):
             return None  # at the IACA's end: either
@@ -1046,11 +1140,14 @@ class Lifecycle(RuleBasedStateMachine):
           credential=st.sampled_from(["all", "sign", "auth", "mdoc", "jpki", "each"]))
     def revoke(self, data, reason, credential):
         """An operator's revocation (``mcred revoke``, ``POST /revocations``); ``each``: of
-        every kind, one call per kind (the phone is not put out as ``all`` puts it)."""
+        every kind, one call per kind (the phone is not put out as ``all`` puts it). A
+        credential of the phone revoked already for another reason, revoked for keyCompromise,
+        is amended: its CRL entry and OCSP say keyCompromise, at its revocation's time."""
         phone = self._phones(data)
         for what in ("sign", "auth", "mdoc") if credential == "each" else (credential,):
             revocation.revoke(self.ctx.sessions, phone, reason, what, actor="model")
-            self._revoke(self._on(phone, KINDS[what]), reason)
+            # every credential of the phone of those kinds: a revoked one amended by keyCompromise
+            self._revoke(self._on(phone, KINDS[what], ("valid", "hold", "revoked")), reason)
         if credential == "all":
             self._phone_out(phone, "revoked")
 
@@ -1237,16 +1334,106 @@ class Lifecycle(RuleBasedStateMachine):
         holds a valid mdoc (or the slots are named with ``--batch``) and nothing on hold, and
         its holder has nothing live on another phone (one phone per person)."""
         phone = self._phones(data)
+        if not self._attempt(f"refresh {phone}'s mdoc (batch {batch})",
+                             lambda: refresh_mdocs(self.ctx, phone, batch=batch, actor="model"),
+                             refuse=self._refresh_refused(phone, batch)):
+            return
+        self._refreshed(phone)
+
+    def _refresh_refused(self, phone: str, batch: int | None = None) -> bool | None:
+        """The model's word on an mdoc refresh of ``phone`` (:meth:`refresh_mdoc`)."""
         p = self.phones[phone]
         elsewhere = [c for c in self._of_holder(p.holder) if c.phone != phone]
         ok = (p.state == "active" and not self._on(phone, status=("hold",)) and not elsewhere
               and (batch is not None or bool(self._on(phone, ("mdoc",), ("valid",)))))
-        if not self._attempt(f"refresh {phone}'s mdoc (batch {batch})",
-                             lambda: refresh_mdocs(self.ctx, phone, batch=batch, actor="model"),
-                             refuse=_both(not ok, self._no_mdoc(p.holder))):
-            return
+        return _both(not ok, self._no_mdoc(p.holder))
+
+    def _refreshed(self, phone: str) -> None:
+        """An mdoc refresh of ``phone`` went through: its mdoc superseded, a new one in the SE."""
         self._revoke(self._on(phone, ("mdoc",)), "superseded")
         self._learn(phone, {"mdoc"})
+
+    def _reissuable(self) -> list[tuple[str, int]]:
+        """What :meth:`reissue` may name: every IACA generation (by number) and document signer
+        (by serial) the model knows, in the order it learnt them (replayable, as
+        :meth:`revoke_signer` draws)."""
+        return [("iaca", g) for g in range(1, len(self.iacas) + 1)] + [
+            ("ds", s) for s, m in self.signers.items() if m.purpose == PURPOSE_DS]
+
+    @precondition(lambda self: self.creds)
+    @rule(data=st.data(), out_of_use=st.booleans(), name=st.sampled_from(["label", "serial"]))
+    def reissue(self, data, out_of_use, name):
+        """New MSOs for every phone holding a valid mdoc of a signer (``mcred mdoc reissue
+        --signer``, ``POST /mdoc-reissues``): an IACA or DS out of use (revoked, or retired:
+        not the one signing now) with a phone still holding a valid or held mdoc of it
+        (``out_of_use``, when there is one), else any IACA or DS.
+        Refused before any job (409 provisioning-refused) for the signer signing now (the
+        current IACA, the DS the next MSO is signed by) and, when it has phones, while the
+        current IACA can sign no MSO (its last months, its end); else a job refreshing each
+        phone as :meth:`refresh_mdoc` does (``reissued`` or ``refused``, a refusal stopping
+        no other phone), a phone whose mdoc of it is on hold named and left (``on-hold``);
+        ``done`` once every phone is re-issued."""
+        live = [c for c in self.creds.values() if c.kind == "mdoc" and c.status in LIVE]
+        out = [(what, n) for what, n in self._reissuable() if any(
+            (c.gen if what == "iaca" else c.ds_serial) == n for c in live)
+            and (n != self.current if what == "iaca" else n != self.ds_expect or self.signers[n].revoked_at)]
+        what, n = data.draw(st.sampled_from(out if out_of_use and out else self._reissuable()), label="signer")
+        if what == "iaca":
+            label, cert = f"mdoc-iaca-{n}", self.iacas[n - 1]
+            ref = label if name == "label" else format(cert.serial_number, "x")
+            reason = self.withdrawn.get(n, (None,))[0]
+            active = n == self.current
+            of = [c for c in self.creds.values() if c.kind == "mdoc" and c.gen == n]
+        else:
+            m = self.signers[n]
+            label, reason = m.label, m.reason
+            ref = m.label if name == "label" and m.label else format(n, "x")
+            # the DS signing now: the one the next MSO is signed by; in its last 90 days it may
+            # have been replaced already by one not seen yet (any set-up of the issuer's keys)
+            due = _now() > m.not_after - DS_MARGIN - EDGE
+            active = n == self.ds_expect and m.revoked_at is None and (None if due else True)
+            of = [c for c in self.creds.values() if c.kind == "mdoc" and c.ds_serial == n]
+        phones = sorted({c.phone for c in of if c.status == "valid"})
+        held = sorted({c.phone for c in of if c.status == "hold"} - set(phones))
+        iaca = self._iaca_state()
+        closed = False if not phones else None if iaca is None else iaca != "open"
+        refuse = _both(active, closed)
+        r = self.http.post("/mdoc-reissues", json={"signer": ref, "workers": 1}, headers=self.auth)
+        said = f"re-issue of {what} {label or n} ({ref}; {reason or 'not revoked'}, IACA {iaca}, phones {phones})"
+        if r.status_code == 409:
+            assert refuse is not False, (said, r.text)
+            assert r.json()["type"].endswith("/provisioning-refused"), r.text
+            assert ("signing now" in r.json()["detail"]) == (active is True) or active is None, (said, r.text)
+            event("re-issue refused: " + ("the signer signs now" if "signing now" in r.json()["detail"]
+                                          else f"the IACA {iaca}"))
+            return
+        assert r.status_code == 202 and refuse is not True, (said, r.status_code, r.text)
+        from api_helpers import wait_job
+
+        job = wait_job(self.http, self.auth, r.json()["id"], 300)
+        assert job["state"] == "succeeded", (said, job)
+        got = job["result"]
+        if what == "ds":  # its label, as the issuer knows it
+            (info,) = [i for i in mdoc_service(self.ctx).signers(PURPOSE_DS) if i.label == got["signer"]]
+            assert int(info.serial, 16) == n, (said, got)
+            self.signers[n].label = label = got["signer"]
+        assert (got["signer"], got["purpose"], got["revoked"]) == (label, what, reason), (said, got)
+        outcomes = {x["phone"]: x for x in got["phones"]}
+        assert sorted(outcomes) == sorted(phones + held), (said, got)
+        for phone in phones:  # in the order the job took them (sorted)
+            x = outcomes[phone]
+            refused = self._refresh_refused(phone)
+            if x["outcome"] == "reissued":
+                assert refused is not True and x["mdocs"] == 1, (said, x, "the model: refused")
+                self._refreshed(phone)
+                event(f"re-issued a phone's mdoc of a {'revoked' if reason else 'retired'} {what}")
+            else:
+                assert x["outcome"] == "refused" and refused is not False, (said, x, "the model: re-issued")
+                event("re-issue: a phone refused")
+        for phone in held:
+            assert outcomes[phone]["outcome"] == "on-hold", (said, outcomes[phone])
+            event("re-issue: a phone on hold left")
+        assert got["done"] == all(x["outcome"] == "reissued" for x in outcomes.values()), got
 
     @precondition(lambda self: self.creds)
     @rule()
@@ -1289,7 +1476,13 @@ class Lifecycle(RuleBasedStateMachine):
         r = self.http.post("/trust/iaca-rollover", headers=self.auth)
         assert r.status_code == 200, (f"IACA rollover with the IACA {before} (staged {self.staged}: "
                                       f"{'startable' if staged else 'not startable'})", r.status_code, r.text)
-        info, now = r.json(), _now()
+        self._iaca_succeeded(r.json(), staged, edge, before, _now(), "IACA rollover")
+
+    def _iaca_succeeded(self, info: dict, staged: int | None, edge: bool, before: str | None, now: dt.datetime,
+                        what: str) -> None:
+        """The next IACA generation started by a rollover or a revocation of the current one
+        (``info``: what ``POST /trust/iaca-rollover`` answers): the staged one ``staged``
+        (:meth:`_staged_now`; ``edge``: either), else a new one; its signers."""
         if edge:  # the staged IACA at the start of its last months: started or not
             staged = self.staged if info["label"] == f"mdoc-iaca-{self.staged}" else None
         gen = staged or len(self.iacas) + 1
@@ -1301,14 +1494,14 @@ class Lifecycle(RuleBasedStateMachine):
             assert cert == self.iacas[gen - 1], f"IACA {gen} started is not the one staged"
             since = info["staged_since"] and dt.datetime.fromisoformat(info["staged_since"])
             assert since and abs(since - self.staged_at) < SLACK, (info, self.staged_at)
-            event(f"IACA rollover started the staged IACA, with the IACA {before}")
+            event(f"{what} started the staged IACA, with the IACA {before}")
         else:
             assert info["staged_since"] is None, info
             assert cert.subject not in {c.subject for c in self.iacas}
             assert abs(cert.not_valid_after_utc - (now + dt.timedelta(days=10 * 365))) < SLACK, cert.not_valid_after_utc
             self.iacas.append(cert)
             if self.staged is not None:
-                event("IACA rollover past a staged IACA in its last months: a new one")
+                event(f"{what} past a staged IACA in its last months: a new one")
         # nothing staged after it (one that was, in its last months, is skipped: never started)
         self.current, self.staged, self.staged_at = gen, None, None
         svc = mdoc_service(self.ctx)
@@ -1324,7 +1517,7 @@ class Lifecycle(RuleBasedStateMachine):
         assert ds.serial_number == int(next(i.serial for i in svc.signers(PURPOSE_DS) if i.label == info["ds"]), 16)
         self.ds_expect = ds.serial_number
         self.kept_trust.add(cert, source="bundle")
-        event(f"IACA rollover with the IACA {before}")
+        event(f"{what} with the IACA {before}")
 
     @precondition(lambda self: len(self.iacas) < MAX_IACAS or self.staged is not None)
     @rule(via=st.sampled_from(["bundle", "vical"]))
@@ -1384,6 +1577,73 @@ class Lifecycle(RuleBasedStateMachine):
         self.takers.append(TrustTaken(via, _now(), gens, staged if staged in gens else None, trust))
         del self.takers[:-KEPT_TAKERS]
 
+    def _revocable_iacas(self) -> list[int]:
+        """The IACA generations :meth:`revoke_iaca` may name: any, revoked already or not,
+        but the current one when its revocation would make a generation past
+        :data:`MAX_IACAS` (no staged one to start)."""
+        staged, edge = self._staged_now()
+        full = len(self.iacas) >= MAX_IACAS and (staged is None or edge)
+        return [g for g in range(1, len(self.iacas) + 1) if not (g == self.current and full)]
+
+    @precondition(lambda self: self.creds and self._revocable_iacas())  # something signed: MSOs, lists
+    @rule(data=st.data(), reason=st.sampled_from(IACA_REASONS), name=st.sampled_from(["number", "label", "serial"]))
+    def revoke_iaca(self, data, reason, name):
+        """An IACA generation revoked (``mcred mdoc iaca revoke``, ``POST
+        /trust/iaca-revocations``): current, staged or retired, named by its number, label or
+        serial; again when revoked already (idempotent, ``changed`` false, but a compromise,
+        cACompromise or keyCompromise, amends another reason: ``amended_from``, its time kept).
+        It leaves the bundle and the VICAL at once; its key signs nothing more (its CRL and its
+        mdocs' lists answer 410 iaca-withdrawn), its signers are retired; a fresh reader refuses
+        its mdocs on their chain; the kept reader, never told, until its list or CRL of it has
+        to be fetched again. The current one is replaced in the same step by the staged IACA
+        (the very certificate staged) when it can be started, else by a new generation, each
+        with its document and status-list signers (as a rollover does): issuance goes on
+        under it; the kept reader is handed it."""
+        gen = data.draw(st.sampled_from(self._revocable_iacas()), label="IACA")
+        cert = self.iacas[gen - 1]
+        ref = {"number": str(gen), "label": f"mdoc-iaca-{gen}", "serial": format(cert.serial_number, "x")}[name]
+        was, before = self.withdrawn.get(gen), self._iaca_state()
+        staged, edge = self._staged_now() if gen == self.current else (None, False)
+        mine = [c for c in self.creds.values() if c.kind == "mdoc" and c.gen == gen and c.status == "valid"]
+        r = self.http.post("/trust/iaca-revocations", json={"iaca": ref, "reason": reason}, headers=self.auth)
+        assert r.status_code == 200, (f"revoking IACA {gen} ({ref}) for {reason}", r.status_code, r.text)
+        info, now = r.json(), _now()
+        assert (info["label"], info["serial"], info["purpose"]) == (
+            f"mdoc-iaca-{gen}", format(cert.serial_number, "x"), "iaca"), info
+        assert info["active"] is False and info["revoked_at"] is not None, info
+        # the valid mdocs its document signers signed, and their phones (they need new MSOs)
+        assert info["affected_mdocs"] == len(mine), (info, [_key(c) for c in mine])
+        assert info["affected_phones"] == sorted({c.phone for c in mine}), info
+        amends = was is not None and reason in COMPROMISES and was[0] not in COMPROMISES
+        assert info["changed"] == (was is None or amends), (f"IACA {gen} revoked {was}, again for {reason}", info)
+        # amended_from: the reason a compromise replaced, and only then
+        assert info["amended_from"] == (was[0] if amends else None), (f"IACA {gen} revoked {was}, {reason}", info)
+        revoked_at = dt.datetime.fromisoformat(info["revoked_at"])
+        if was is None:
+            assert abs(revoked_at - now) < SLACK, (revoked_at, now)
+            self.withdrawn[gen] = (reason, revoked_at)
+            event(f"IACA revoked: the {'current' if gen == self.current else 'staged' if gen == self.staged else 'retired'}"
+                  f" one{' (cACompromise)' * (reason == 'cACompromise')}")
+        elif amends:
+            self.withdrawn[gen] = (reason, was[1])
+            event("an IACA's revocation amended to a compromise")
+        else:
+            event("an IACA revoked again: nothing changed")
+        assert (info["reason"], revoked_at) == self.withdrawn[gen], (info, self.withdrawn[gen])
+        svc = mdoc_service(self.ctx)
+        # its signers retired: none of them active, and those the call retired are its own
+        under = {i.label: i for p in (PURPOSE_DS, PURPOSE_STATUS) for i in svc.signers(p) if i.iaca == info["label"]}
+        assert set(info["retired_signers"]) <= set(under) and not [i for i in under.values() if i.active], (
+            info, under)
+        if was is not None or gen != self.current:
+            assert info["successor"] is None, info
+            assert was is None or info["retired_signers"] == [], info
+            if gen == self.staged:
+                assert info["retired_signers"] == [], info
+                self.staged, self.staged_at = None, None  # out of the bundle: never started
+            return
+        self._iaca_succeeded(info["successor"], staged, edge, before, now, "IACA revocation")
+
     @precondition(lambda self: self.creds)  # something signed: MSOs, lists
     @rule(data=st.data(), purpose=st.sampled_from([PURPOSE_DS, PURPOSE_STATUS]),
           reason=st.sampled_from(SIGNER_REASONS), name=st.sampled_from(["label", "serial", "openssl"]))
@@ -1391,10 +1651,13 @@ class Lifecycle(RuleBasedStateMachine):
         """A document signer (``mcred mdoc ds revoke``, ``POST /trust/ds-revocations``) or a
         status-list signer (``mcred status-list signer revoke``) revoked, named by its label
         or serial (as openssl prints it): any generation the model has seen, revoked already
-        or not (idempotent). The IACA CRL lists it from the next build; readers refuse the
-        MSOs it signed (``ds_revocation``) or the lists it signed (``status_list_signature``);
-        the next MSO is signed by a new DS generation, the next list by a new signer."""
-        known = sorted(s for s, m in self.signers.items() if m.purpose == purpose)
+        or not (idempotent, but keyCompromise amends another reason, its time kept). The IACA
+        CRL lists it from the next build; readers refuse the MSOs it signed (``ds_revocation``)
+        or the lists it signed (``status_list_signature``); the next MSO is signed by a new DS
+        generation, the next list by a new signer."""
+        # in the order the model learnt them, not by serial: the serials of the signers made
+        # in an example are random, and the index drawn must name the same one in a replay
+        known = [s for s, m in self.signers.items() if m.purpose == purpose]
         s = data.draw(st.sampled_from(known), label="signer")
         m = self.signers[s]
         octets = s.to_bytes((s.bit_length() + 7) // 8, "big")
@@ -1410,9 +1673,14 @@ class Lifecycle(RuleBasedStateMachine):
             got, changed = mdoc_service(self.ctx).revoke_signer(ref, reason, actor="model", purposes=(PURPOSE_STATUS,))
             info, revoked_at = got.to_json(), got.revoked_at
         assert int(info["serial"], 16) == s and info["purpose"] == purpose, info
-        assert changed == (m.revoked_at is None), f"revoking {ref} ({m}): changed {changed}"
+        # revoked already: changed only by keyCompromise amending another reason (its time kept)
+        amends = m.revoked_at is not None and reason == "keyCompromise" != m.reason
+        assert changed == (m.revoked_at is None or amends), f"revoking {ref} ({m}) for {reason}: changed {changed}"
         m.label = info["label"]
-        if changed:
+        if amends:
+            m.reason = reason
+            event(f"a {purpose}'s revocation amended to keyCompromise")
+        elif changed:
             assert abs(revoked_at - _now()) < SLACK, (revoked_at, _now())
             m.revoked_at, m.reason = revoked_at, reason
             event(f"revoked a {purpose}")
@@ -1434,10 +1702,16 @@ class Lifecycle(RuleBasedStateMachine):
         5280 3.3, specs/revocation.md 6: those not expired at the thisUpdate of the CRL
         before it, which the model knows when it (or a reader) saw that CRL; the first CRL it
         saw, of a template installation, may follow unseen ones). Past the IACA's end it
-        answers 410 iaca-ended: no CRL is issued for it any more."""
+        answers 410 iaca-ended: no CRL is issued for it any more; once it is revoked, 410
+        iaca-withdrawn, whatever its end (its key signs nothing more)."""
         for gen, iaca in enumerate(self.iacas, 1):
             url = "/trust/iaca.crl" if gen == 1 else f"/trust/iaca-{gen}.crl"
             r = self.http.get(url)
+            if gen in self.withdrawn:  # revoked: its key signs no CRL, whatever its end
+                assert r.status_code == 410 and r.json()["type"].endswith("/iaca-withdrawn"), (
+                    f"{url} of the revoked IACA {gen}: {r.status_code}")
+                event("the CRL of a revoked IACA: 410")
+                continue
             now, end = _now(), iaca.not_valid_after_utc
             if abs(now - end) < EDGE:
                 continue  # ending: either
@@ -1484,8 +1758,9 @@ class Lifecycle(RuleBasedStateMachine):
         """The trust bundle readers are given (/trust/iaca.pem, ``MdocService.trusted_iacas``):
         the current IACA first, then the staged one (published before use, while it can still
         be started: :meth:`_staged_now`), then exactly the older generations, newest first,
-        not ended and with a document or status-list signer within its validity (an MSO or a
-        list it signed may still be presented; revoked or not, as the issuer records them:
+        not ended, not revoked (:meth:`revoke_iaca`: out of trust) and with a document or
+        status-list signer within its validity (an MSO or a list it signed may still be
+        presented; the signer revoked or not, as the issuer records them:
         the model learns the signers it has not seen from ``signers()``). The VICAL
         (/trust/vical, imported by ``TrustStore.import_vical`` under /trust/vical-ca.pem)
         holds the same IACAs in the same order, each scoped to one docType. The issuer has
@@ -1509,8 +1784,8 @@ class Lifecycle(RuleBasedStateMachine):
         staged, staged_edge = self._staged_now()
         if not staged_edge and all(abs(now - e) >= EDGE for e in edges):
             want = [self._current_iaca] + ([self.iacas[staged - 1]] if staged else []) + [
-                self.iacas[gen - 1] for gen in range(self.current - 1, 0, -1)
-                if now < self.iacas[gen - 1].not_valid_after_utc and any(now < e for e in ends.get(gen, ()))]
+                self.iacas[gen - 1] for gen in range(self.current - 1, 0, -1) if gen not in self.withdrawn
+                and now < self.iacas[gen - 1].not_valid_after_utc and any(now < e for e in ends.get(gen, ()))]
             for what, got in (("bundle", bundle.certificates), ("VICAL", vical.certificates)):
                 assert got == want, (f"the {what} at {now:%F %T}: IACAs {[self._gen_of_iaca(c) for c in got]}, "
                                      f"the model {[self._gen_of_iaca(c) for c in want]} (staged {self.staged})")
@@ -1628,7 +1903,8 @@ class Lifecycle(RuleBasedStateMachine):
                                                   f"the model {c.status}"
                 # a reader takes a presentation of it (made when issued) iff it is valid,
                 # unexpired and its DS not revoked
-                self._judge(c, c.status, self._present(c), revoked=self._revoked_signers())
+                self._judge(c, c.status, self._present(c), revoked=self._revoked_signers(),
+                            trusted=c.gen not in self.withdrawn)
                 self._kept_reader_verdict(c)
         self._iaca_crls_follow_the_model()
         self._kept_relying_party(certs)
@@ -2054,4 +2330,75 @@ def test_lifecycle_staging_scenario(quiet_disk, monkeypatch):
                  "a reader that took the vical with the IACA staged took an mdoc of it",
                  "a reader that took the bundle with the IACA staged took an mdoc of it",
                  "a reader that took the bundle before the IACA was staged refused its mdoc"):
+        assert what in seen, (what, sorted(seen))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_lifecycle_iaca_revocation_scenario(quiet_disk, monkeypatch):
+    """An IACA's key compromised (specs/issuer-keys.md, "An IACA revoked", "Re-issuing after
+    a compromise"), in the order the random runs seldom reach, each step checked by the
+    invariants: two holders' mdocs under the first IACA; the next one staged, a reader takes
+    the VICAL then; a re-issue of the first refused while it signs; the first revoked for
+    cACompromise: the staged one starts at once with its signers, the first leaves the
+    bundle and the VICAL, its CRL and lists answer 410 iaca-withdrawn, a fresh reader refuses
+    its mdocs on their chain, the kept reader (never told) takes them from what it kept until
+    its list has to be fetched again; one phone reported lost; the re-issue gives the other
+    new MSOs under the staged IACA, which the reader of the VICAL takes with no trust update,
+    and leaves the lost one on hold; found, it is re-issued by running again. Then a rollover,
+    and the retired second IACA revoked (superseded), amended to cACompromise, asked again
+    (nothing changes); its phones re-issued under the third. A document signer revoked, its
+    phones re-issued; another revoked, and its re-issue refused in the IACA's last months."""
+    seen: set[str] = set()
+    monkeypatch.setattr(f"{__name__}.event", seen.add)
+    m = Lifecycle()
+    try:
+        def step(name: str, *args: object) -> None:
+            getattr(m, name)(*args)
+            m.outsiders_see_the_model()
+
+        m.outsiders_see_the_model()
+        step("enrol", _Picks(0, 0), "p384")
+        step("enrol", _Picks(1, 1), "rsa2048")
+        phone0, phone1 = (next(p for p, x in m.phones.items() if x.holder == h) for h in (0, 1))
+        step("stage_iaca", "vical")  # and a reader takes the VICAL right after
+        step("reissue", _Picks(("iaca", 1)), False, "label")  # refused: it signs now
+        step("revoke_iaca", _Picks(1), "cACompromise", "serial")
+        assert (m.current, m.staged, sorted(m.withdrawn)) == (2, None, [1])
+        step("hold", _Picks(phone1), "all")
+        _travel(m, _now() + dt.timedelta(seconds=STATUS_TTL + 60))  # the kept reader's lists: gone
+        m.outsiders_see_the_model()
+        step("reissue", _Picks(("iaca", 1)), True, "serial")
+        assert m.creds[m.phones[phone0].held["mdoc"]].gen == 2
+        step("release", _Picks(phone1), "all")
+        step("reissue", _Picks(("iaca", 1)), True, "label")
+        assert m.creds[m.phones[phone1].held["mdoc"]].gen == 2
+        step("iaca_rollover")  # a new third generation; the second retired, its mdocs valid
+        step("revoke_iaca", _Picks(2), "superseded", "label")
+        step("revoke_iaca", _Picks(2), "cACompromise", "number")  # amended
+        step("revoke_iaca", _Picks(2), "keyCompromise", "number")  # a compromise already
+        assert m.withdrawn[2][0] == "cACompromise"
+        step("reissue", _Picks(("iaca", 2)), True, "serial")
+        assert {m.creds[p.held["mdoc"]].gen for p in m.phones.values()} == {3}
+        ds = m.ds_expect  # a document signer revoked: its phones re-issued under the next one
+        step("revoke_signer", _Picks(ds), PURPOSE_DS, "keyCompromise", "label")
+        step("reissue", _Picks(("ds", ds)), True, "serial")
+        assert {m.creds[p.held["mdoc"]].ds_serial for p in m.phones.values()} == {m.ds_expect} != {ds}
+        ds = m.ds_expect
+        step("revoke_signer", _Picks(ds), PURPOSE_DS, "superseded", "serial")
+        _travel(m, m._current_iaca.not_valid_after_utc - IACA_MARGIN + dt.timedelta(days=1))
+        m.outsiders_see_the_model()
+        step("reissue", _Picks(("ds", ds)), True, "label")  # refused: no MSO can be signed
+    finally:
+        m.teardown()
+    for what in ("IACA revoked: the current one (cACompromise)", "IACA revoked: the retired one",
+                 "IACA revocation started the staged IACA, with the IACA open", "re-issue refused: the signer signs now",
+                 "an IACA's revocation amended to a compromise", "an IACA revoked again: nothing changed",
+                 "the CRL of a revoked IACA: 410", "the lists of a revoked IACA: 410",
+                 "a fresh reader refused on issuer_certificate_chain an mdoc of a revoked IACA",
+                 "the kept reader took an mdoc of a revoked IACA from what it kept",
+                 "the kept reader refused an mdoc of a revoked IACA, its CRL or list gone",
+                 "re-issued a phone's mdoc of a revoked iaca", "re-issue: a phone on hold left",
+                 "re-issued a phone's mdoc of a revoked ds", "re-issue refused: the IACA closing",
+                 "a reader that took the vical with the IACA staged took an mdoc of it"):
         assert what in seen, (what, sorted(seen))

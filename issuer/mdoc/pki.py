@@ -679,7 +679,7 @@ class MdocPki:
         if row.revoked_at is not None:
             previous = row.revocation_reason
             if reason not in COMPROMISE_REASONS or previous in COMPROMISE_REASONS:
-                return IacaRevocation(row, False, previous)
+                return IacaRevocation(row, False)  # nothing amended: no amended_from
             row.revocation_reason = reason
             session.flush()
             return IacaRevocation(row, True, previous)
