@@ -23,6 +23,19 @@ sys.dont_write_bytecode = False
 
 pytest_plugins = ["softhsm"]  # the softhsm_token fixture of the HSM tests
 
+# Hypothesis draws new examples on every run, which is what a developer's runs are for: they
+# keep exploring. CI is another matter: a run there decides whether a change lands, and an
+# example nobody's change reached could turn it red (the lifecycle model failed for some
+# seeds for a whole session while every CI run happened to pass). So .ci/run asks for the
+# "ci" profile (HYPOTHESIS_PROFILE=ci): examples derived from each test's own source, the
+# same on every run of the same code, so CI judges the change; a failure prints the blob
+# that reproduces it. Elsewhere (no HYPOTHESIS_PROFILE) nothing changes.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402 - after the environment set-up above
+
+_hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("HYPOTHESIS_PROFILE"):
+    _hypothesis_settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
+
 
 def _cli_built_once_per_app() -> None:
     """typer's ``CliRunner.invoke`` builds the whole click command tree of the app it is
