@@ -793,28 +793,6 @@ class IacaStage(_Closed):
     current: str = Field(description="the IACA still current, issuing until the rollover")
 
 
-class IacaRevocation(_Closed):
-    """An IACA generation after its revocation (out of trust); ``changed`` false when it was
-    revoked already (``amended_from``: the reason a compromise replaced)."""
-
-    label: str
-    purpose: Literal["iaca"]
-    serial: str
-    subject: str
-    not_before: str = Field(json_schema_extra=_DATE_TIME)
-    not_after: str = Field(json_schema_extra=_DATE_TIME)
-    active: bool
-    revoked_at: str | None = Field(json_schema_extra=_DATE_TIME)
-    reason: str | None
-    affected_mdocs: int = Field(description="valid mdocs its document signers signed, refused from now on")
-    iaca: None = None
-    changed: bool
-    amended_from: str | None
-    successor: IacaRollover | None = Field(description="the IACA started in its place (it was the current one)")
-    retired_signers: list[str] = Field(description="its document and status-list signers, retired with it")
-    affected_phones: list[str] = Field(description="the phones holding those mdocs (POST /mdoc-reissues)")
-
-
 class KlocRotation(_Closed):
     retired_ca_ski: str = Field(pattern="^[0-9a-f]*$")
     ca_ski: str = Field(pattern="^[0-9a-f]*$")
@@ -868,6 +846,19 @@ class VicalSignerRevocation(_Closed):
                                               "generation when the revoked one was signing")
     vical_issue_id: int = Field(description="the vicalIssueID of the VICAL published now (re-signed at once: "
                                             "higher than any before)")
+
+
+class IacaRevocation(SignerRevocation):
+    """An IACA generation after its revocation (out of trust); ``changed`` false when it was
+    revoked already (``amended_from``: the reason a compromise replaced)."""
+
+    purpose: Literal["iaca"]
+    affected_mdocs: int = Field(description="valid mdocs its document signers signed, refused from now on")
+    iaca: None = None
+    amended_from: str | None
+    successor: IacaRollover | None = Field(description="the IACA started in its place (it was the current one)")
+    retired_signers: list[str] = Field(description="its document and status-list signers, retired with it")
+    affected_phones: list[str] = Field(description="the phones holding those mdocs (POST /mdoc-reissues)")
 
 
 # -- the latest basic four data and the user-authentication linkage services -------------

@@ -357,7 +357,13 @@ class MdocPki:
         docstring). Readers need the new IACA (``/trust/iaca.pem``, ``mcred export iaca``)
         before the first MSO it vouches for."""
         self.lock_iacas(session)
-        staged = self.staged_iaca(session, now)
+        return self._start_next(session, now, self.staged_iaca(session, now))
+
+    def _start_next(self, session: Session, now: dt.datetime,
+                    staged: IssuerKey | None) -> tuple[ActiveKey, ActiveKey, ActiveKey]:
+        """The next IACA generation started now (the only active one), with its document
+        signer and status-list signer: ``staged`` when given, else a new one made here (a
+        rollover, and the revocation of the current IACA)."""
         if staged is None:
             root = self._new_iaca(session, now)
         else:
@@ -367,6 +373,12 @@ class MdocPki:
             root = self._activekey(staged)
         return (root, self._ensure_signer(session, PURPOSE_DS, now, root=root),
                 self._ensure_signer(session, PURPOSE_STATUS, now, root=root))
+
+    def issued_by(self, session: Session, root: IssuerKey,
+                  purposes: tuple[str, ...] = (PURPOSE_DS,)) -> list[IssuerKey]:
+        """The signer rows of ``purposes`` whose certificates IACA ``root`` issued, oldest first."""
+        subject = self._cert(root).subject
+        return [r for p in purposes for r in self._rows(session, p) if self._cert(r).issuer == subject]
 
     def _ensure_signer(self, session: Session, purpose: str, now: dt.datetime,
                        force: bool = False, root: ActiveKey | None = None) -> ActiveKey:
@@ -626,21 +638,13 @@ class MdocPki:
     def iaca_row(self, session: Session, ref: str | int) -> IssuerKey:
         """The IACA generation ``ref`` names: its label (``mdoc-iaca-2``), its number (2) or
         its certificate serial in hex (as ``mcred mdoc iaca list`` and openssl print it)."""
-        rows = self._rows(session, PURPOSE_IACA)
         text = str(ref).strip()
         label = f"{_LABEL_PREFIX[PURPOSE_IACA]}-{text}" if text.isdigit() and len(text) <= 4 else text
-        row = next((r for r in rows if r.label == label), None)
-        if row is not None:
-            return row
         try:
-            serial = parse_serial(text)
-        except SerialError:
-            serial = None
-        row = next((r for r in rows if serial is not None and self._cert(r).serial_number == serial), None)
-        if row is None:
+            return self.signer_row(session, label, (PURPOSE_IACA,))
+        except UnknownSigner:
             raise UnknownIaca(f"no IACA generation with number, label or serial {ref!r} "
-                              "(mcred mdoc iaca list shows them)")
-        return row
+                              "(mcred mdoc iaca list shows them)") from None
 
     def _refuse_withdrawn(self, session: Session, label: str, what: str) -> None:
         """:class:`IacaWithdrawn` when IACA ``label`` was revoked: it ``what`` any more."""
@@ -685,17 +689,13 @@ class MdocPki:
             return IacaRevocation(row, True, previous)
         current = self._active(session, PURPOSE_IACA)
         was_current = current is not None and current.label == row.label
-        staged = self.staged_iaca(session, now) if was_current else None
-        if staged is not None and staged.label == row.label:
-            staged = None
+        staged = self.staged_iaca(session, now) if was_current else None  # read while row is current
         row.revoked_at, row.revocation_reason, row.active = now, reason, False
-        subject = self._cert(row).subject
         retired = []
-        for purpose in (PURPOSE_DS, PURPOSE_STATUS):
-            for signer in self._rows(session, purpose):
-                if self._cert(signer).issuer == subject and signer.active:
-                    signer.active = False
-                    retired.append(signer.label)
+        for signer in self.issued_by(session, row, (PURPOSE_DS, PURPOSE_STATUS)):
+            if signer.active:
+                signer.active = False
+                retired.append(signer.label)
         lists = select(StatusList.id).where(StatusList.iaca_label == row.label)
         for model in (StatusListToken, IdentifierListToken):
             session.execute(delete(model).where(model.list_id.in_(lists))
@@ -703,15 +703,9 @@ class MdocPki:
         session.flush()
         if not was_current:
             return IacaRevocation(row, True, None, retired_signers=tuple(retired))
-        if staged is not None:
-            staged.active = True
-            session.flush()
-            root = self._activekey(staged)
-        else:
-            root = self._new_iaca(session, now)
+        root, ds, status = self._start_next(session, now, staged)
         return IacaRevocation(row, True, None, root, staged.created_at if staged is not None else None,
-                              self._ensure_signer(session, PURPOSE_DS, now, root=root),
-                              self._ensure_signer(session, PURPOSE_STATUS, now, root=root), tuple(retired))
+                              ds, status, tuple(retired))
 
     def revoked_signers(self, session: Session, root: x509.Certificate,
                         since: dt.datetime | None) -> list[tuple[x509.Certificate, IssuerKey]]:

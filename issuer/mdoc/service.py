@@ -458,10 +458,9 @@ class MdocService:
         """The phones holding an mdoc of ``status`` signed by one of ``labels`` (document
         signers, or IACAs: by the document signers they issued)."""
         signers = set(labels)
-        iacas = [r for r in self.pki._rows(s, PURPOSE_IACA) if r.label in signers]
-        for root in iacas:
-            subject = self.pki._cert(root).subject
-            signers.update(r.label for r in self.pki._rows(s, PURPOSE_DS) if self.pki._cert(r).issuer == subject)
+        for root in self.pki._rows(s, PURPOSE_IACA):
+            if root.label in signers:
+                signers.update(r.label for r in self.pki.issued_by(s, root))
         return sorted(set(s.scalars(select(Credential.phone_id).where(
             Credential.kind == "mdoc", Credential.issuer_key.in_(sorted(signers)),
             Credential.status == status))))
@@ -529,7 +528,7 @@ class MdocService:
         cert = self.pki._cert(row)
         labels = [row.label]
         if row.purpose == PURPOSE_IACA:  # an IACA's mdocs: those of the document signers it issued
-            labels = [r.label for r in self.pki._rows(s, PURPOSE_DS) if self.pki._cert(r).issuer == cert.subject]
+            labels = [r.label for r in self.pki.issued_by(s, row)]
         affected = s.scalar(select(func.count()).select_from(Credential).where(
             Credential.kind == "mdoc", Credential.issuer_key.in_(labels),
             Credential.status == "valid")) or 0
