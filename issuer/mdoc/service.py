@@ -409,7 +409,7 @@ class MdocService:
             now = self.clock()
             done = self.pki.revoke_iaca(s, ref, reason, now)
             info = self._info(s, done.row)
-            phones = self._phones_under(s, [done.row.label])
+            phones = self._phones_under(s, [done.row.label])["valid"]
             successor = None
             if done.successor is not None:
                 successor = IacaRolloverResult(done.successor, done.ds, done.status_signer,
@@ -448,22 +448,28 @@ class MdocService:
                 except UnknownIaca:
                     raise UnknownSigner(f"no document signer or IACA with label or serial {ref!r} (mcred mdoc "
                                         "ds list, mcred mdoc iaca list)") from None
-            phones = self._phones_under(s, [row.label])
-            held = [p for p in self._phones_under(s, [row.label], "hold") if p not in phones]
+            found = self._phones_under(s, [row.label], "valid", "hold")
+            phones = found["valid"]
+            held = [p for p in found["hold"] if p not in phones]
             return self._info(s, row), tuple(phones), tuple(held)
 
         return run_transaction(self.sessions, work)
 
-    def _phones_under(self, s: Session, labels: list[str], status: str = "valid") -> list[str]:
-        """The phones holding an mdoc of ``status`` signed by one of ``labels`` (document
-        signers, or IACAs: by the document signers they issued)."""
+    def _phones_under(self, s: Session, labels: list[str], *statuses: str) -> dict[str, list[str]]:
+        """The phones holding an mdoc of each of ``statuses`` (default: valid) signed by one of
+        ``labels`` (document signers, or IACAs: by the document signers they issued), sorted,
+        read in one query."""
+        statuses = statuses or ("valid",)
         signers = set(labels)
         for root in self.pki._rows(s, PURPOSE_IACA):
             if root.label in signers:
                 signers.update(r.label for r in self.pki.issued_by(s, root))
-        return sorted(set(s.scalars(select(Credential.phone_id).where(
-            Credential.kind == "mdoc", Credential.issuer_key.in_(sorted(signers)),
-            Credential.status == status))))
+        out: dict[str, set[str]] = {status: set() for status in statuses}
+        for phone, status in s.execute(select(Credential.phone_id, Credential.status).distinct().where(
+                Credential.kind == "mdoc", Credential.issuer_key.in_(sorted(signers)),
+                Credential.status.in_(statuses))):
+            out[status].add(phone)
+        return {status: sorted(phones) for status, phones in out.items()}
 
     def staged_iaca(self) -> SignerInfo | None:
         """The staged next IACA generation, as operators see it, or None."""
