@@ -653,11 +653,13 @@ class MdocReissueJobParams(_Closed):
 
 class PhoneReissued(_Closed):
     phone: str
-    outcome: Literal["reissued", "refused", "not-here", "on-hold"] = Field(description=(
-        "reissued: new MSOs (the old ones superseded); refused: the refresh was refused (detail says why); "
-        "not-here: its SE is not in this installation (refresh it over the air); on-hold: its mdocs of the "
-        "signer are on hold (a phone reported lost), left until they are released"))
-    job: str | None = Field(description="the TSM's refresh-mdoc job (reissued)")
+    outcome: Literal["reissued", "refused", "not-here", "on-hold", "unreached"] = Field(description=(
+        "reissued: new MSOs (the old ones superseded); refused: the refresh was refused, or failed over the "
+        "air (detail says why); not-here: its SE is not in this installation (re-issue over the air); "
+        "on-hold: its mdocs of the signer are on hold (a phone reported lost), left until they are released; unreached: over the air, its Local Agent did not join its session in time (nothing "
+        "reached its SE; the same request again, with the phone on, goes on)"))
+    job: str | None = Field(description="the TSM's refresh-mdoc job (reissued; unreached: the one that stopped, "
+                            "finished by the next run)")
     mdocs: int = Field(description="the new MSOs")
     detail: str
 
@@ -673,6 +675,7 @@ class MdocReissueJobResult(_Closed):
     refused: int
     not_here: int
     on_hold: int
+    unreached: int = Field(0, description="over the air: phones whose Local Agent did not join in time")
     phones: list[PhoneReissued]
     seconds: float
 

@@ -92,6 +92,13 @@ class SeramLink:
         return self.session.session_id
 
     @property
+    def reached(self) -> bool:
+        """Whether the phone's Local Agent ever reported in this session (its first poll):
+        False for a phone that never joined, whose first order then timed out after
+        :attr:`connect_timeout_s` (nothing reached its SE)."""
+        return self._reported
+
+    @property
     def secure_element(self) -> seram.SecureElementRef | None:
         """The SE the phone offered and this session manages (after the handshake)."""
         return self.session.se

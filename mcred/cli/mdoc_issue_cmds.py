@@ -18,7 +18,18 @@ from typing import TYPE_CHECKING
 import typer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from rich.markup import escape
 
+from mcred.cli.ota_cli import (
+    CONNECT_TIMEOUT,
+    LISTEN,
+    OVER_THE_AIR,
+    PUBLIC_URL,
+    SESSION_ID,
+    SSL_CERTFILE,
+    SSL_KEYFILE,
+    over_the_air_options,
+)
 from mcred.cli.state import cli_actor, open_context, out_path
 from mcred.cli.text import cell, echo_json_array, fail, make_console, print_tree
 from protocols import cardsub, certs
@@ -746,27 +757,44 @@ def reissue(
                                "document signer (label or serial) or an IACA (number, label or serial)."),
     workers: int = typer.Option(4, "--workers", min=1, max=32, help="Phones refreshed at a time."),
     as_json: bool = typer.Option(False, "--json"),
+    over_the_air: bool = OVER_THE_AIR,
+    listen: str = LISTEN,
+    public_url: str = PUBLIC_URL,
+    session_id: str = SESSION_ID,
+    ssl_certfile: Path = SSL_CERTFILE,
+    ssl_keyfile: Path = SSL_KEYFILE,
+    connect_timeout: float = CONNECT_TIMEOUT,
 ) -> None:
     """Issue new MSOs into every phone holding a valid mdoc of a signer taken out of use
     (mcred mdoc ds revoke, mcred mdoc iaca revoke, or a rollover), each as mcred mdoc
     refresh does: new device keys in the SE, the old MSOs superseded. A phone refused is
     reported and stops no other; run it again to go on (only the phones still holding such
-    an mdoc are taken). Exit 0 once every such phone holds new MSOs, 1 while any is left."""
+    an mdoc are taken). With --over-the-air each phone whose SE is not in this data
+    directory is reached through its GP SERAM Local Agent, in a session of its own on the one
+    endpoint (each announced); one whose agent does not join in time is reported unreached.
+    Exit 0 once every such phone holds new MSOs, 1 while any is left."""
     from issuer.mdoc.errors import UnknownSigner
     from mcred.context import Context
     from mcred.provision import ProvisionError
-    from mcred.reissue import REISSUED, reissue_signed_by
+    from mcred.reissue import ON_HOLD, REISSUED, phones_away, reissue_signed_by
 
+    ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json,
+                               connect_timeout=connect_timeout)
     ctx = Context.open()
 
     def said(p, _done: int, _total: int) -> None:  # noqa: ANN001 - a PhoneReissue
         if not as_json:
             mark = "[green]reissued[/]" if p.outcome == REISSUED else f"[red]{p.outcome}[/]"
-            extra = f" job {p.job_id}, {p.mdocs} MSO(s)" if p.outcome == REISSUED else f": {p.detail}"
+            extra = f" job {p.job_id}, {p.mdocs} MSO(s)" if p.outcome == REISSUED else f": {escape(p.detail)}"
             console.print(f"  {p.phone_id}: {mark}{extra}", highlight=False)
 
     try:
-        report = reissue_signed_by(ctx, signer, actor=cli_actor(), workers=workers, progress=said)
+        if ota is None:
+            report = reissue_signed_by(ctx, signer, actor=cli_actor(), workers=workers, progress=said)
+        else:  # the phones not here, each in a session of its own, opened before the endpoint answers
+            with ota.sessions(phones_away(ctx, signer)) as links:
+                report = reissue_signed_by(ctx, signer, actor=cli_actor(), workers=workers, progress=said,
+                                           links=links)
     except UnknownSigner as exc:
         raise _fail(str(exc), 2, as_json) from None
     except ProvisionError as exc:
@@ -778,11 +806,12 @@ def reissue(
     else:
         j = report.to_json()
         for p in report.phones:
-            if p.outcome == "on-hold":
+            if p.outcome == ON_HOLD:
                 said(p, 0, 0)
+        unreached = f", {j['unreached']} not reached over the air" if ota is not None or j["unreached"] else ""
         console.print(f"{report.signer}: {j['reissued']} phone(s) re-issued, {j['refused']} refused, "
-                      f"{j['not_here']} not on this machine, {j['on_hold']} on hold, in {report.seconds:.2f} s",
-                      highlight=False)
+                      f"{j['not_here']} not on this machine, {j['on_hold']} on hold{unreached}, in "
+                      f"{report.seconds:.2f} s", highlight=False)
     if not report.done:
         raise typer.Exit(1)
 
