@@ -649,14 +649,17 @@ class MdocReissueJobParams(_Closed):
     signer: str = Field(description="the document signer or IACA whose phones get new MSOs, as given")
     workers: int
     actor: str
+    over_the_air: bool = Field(False, description="the phones whose SE is not in this installation were reached "
+                               "through their GP SERAM Local Agents (specs/tsm.md \"Over the air\")")
 
 
 class PhoneReissued(_Closed):
     phone: str
     outcome: Literal["reissued", "refused", "not-here", "on-hold", "unreached"] = Field(description=(
         "reissued: new MSOs (the old ones superseded); refused: the refresh was refused, or failed over the "
-        "air (detail says why); not-here: its SE is not in this installation (re-issue over the air); "
-        "on-hold: its mdocs of the signer are on hold (a phone reported lost), left until they are released; unreached: over the air, its Local Agent did not join its session in time (nothing "
+        "air (detail says why); not-here: its SE is not in this installation (re-issue over the air: "
+        "over_the_air); on-hold: its mdocs of the signer are on hold (a phone reported lost), left until they "
+        "are released; unreached: over the air, its Local Agent did not join its session in time (nothing "
         "reached its SE; the same request again, with the phone on, goes on)"))
     job: str | None = Field(description="the TSM's refresh-mdoc job (reissued; unreached: the one that stopped, "
                             "finished by the next run)")
@@ -680,12 +683,21 @@ class MdocReissueJobResult(_Closed):
     seconds: float
 
 
+class PhoneSeramSession(SeramSession):
+    """The GP SERAM session one phone's Local Agent is to join."""
+
+    phone: str
+
+
 class MdocReissueJob(JobBody):
     """POST /mdoc-reissues: new MSOs for every phone holding an mdoc of a signer taken out of use."""
 
     kind: Literal["mdoc-reissue"]
     params: MdocReissueJobParams
     result: MdocReissueJobResult | None
+    seram_sessions: list[PhoneSeramSession] | SkipJsonSchema[None] = Field(
+        None, description="in the 202 answer of a job made over the air only: a session for each phone whose SE "
+                          "is not in this installation (none: an empty list), for its Local Agent to join")
 
 
 _AnyJob = (ProvisionJob | PinResetJob | MdocRefreshJob | IssueSignJob | RenewJob | TsmResumeJob | TsmAbandonJob

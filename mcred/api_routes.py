@@ -393,6 +393,9 @@ class ReissueRequest(_Body):
     signer: str = Field(min_length=1, max_length=SIGNER_NAME_MAX, pattern=SIGNER_NAME_PATTERN)
     #: Phones refreshed at a time.
     workers: int = Field(4, ge=1, le=32)
+    #: Reach each phone whose SE is not in this installation through its GP SERAM Local Agent,
+    #: a session each (named in the answer's ``seram_sessions``); the others are refreshed here.
+    over_the_air: bool = False
 
 
 class DrillRequest(_Body):
@@ -990,7 +993,8 @@ def _reissue_work(ctx: Context):  # noqa: ANN202
             progress(0.05 + 0.9 * done / total, f"{p.phone_id}: {p.outcome} ({done} of {total})")
 
         return reissue_signed_by(ctx, params["signer"], actor=params.get("actor", "api"),
-                                 workers=params.get("workers", 4), progress=each).to_json()
+                                 workers=params.get("workers", 4), progress=each,
+                                 links=params.get("seram_sessions")).to_json()
 
     return work
 
@@ -1834,15 +1838,26 @@ def operator_router(ctx: Context) -> APIRouter:
                      (PROVISIONING_REFUSED, "the signer is the one signing now (revoke it or roll it over "
                                             "first), or the current IACA can sign no MSO")), _SIGNER_KEY_REFUSALS)))
     def start_reissue(body: ReissueRequest, request: Request, response: Response) -> dict[str, Any]:
-        from mcred.mdoc_flow import mdoc_service
-        from mcred.reissue import check_reissue
+        from mcred.reissue import phones_away
 
-        check_reissue(mdoc_service(ctx), body.signer)  # refused before a job is queued
+        away = phones_away(ctx, body.signer)  # refused before a job is queued
+        # over the air, a session for each phone not here, opened now so that the answer names them
+        links = {pid: _open_session(request, pid, True) for pid in away} if body.over_the_air else {}
         jobs = _jobs(request)
         jobs.register("mdoc-reissue", _reissue_work(ctx))
-        view = jobs.submit("mdoc-reissue", {"signer": body.signer, "workers": body.workers,
-                                            "actor": _actor(request)}, scope="operator", actor=_actor(request))
-        return _accepted(view, response)
+        try:
+            view = jobs.submit("mdoc-reissue", {"signer": body.signer, "workers": body.workers,
+                                                "actor": _actor(request), "over_the_air": body.over_the_air},
+                               private={"seram_sessions": links}, scope="operator", actor=_actor(request))
+        except BaseException:
+            for link in links.values():  # no job will end them
+                link.close()
+            raise
+        accepted = _accepted(view, response)
+        if body.over_the_air:
+            accepted["seram_sessions"] = [{"phone": pid, **_with_seram(ctx, {}, link)["seram"]}
+                                          for pid, link in links.items()]
+        return accepted
 
     return router
 

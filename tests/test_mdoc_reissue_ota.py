@@ -3,7 +3,8 @@
 REF --over-the-air`` refreshes the phones whose SE is in this installation here, and reaches
 each other phone through its GP SERAM Local Agent, in a session of its own on the one
 endpoint. A phone whose agent never joins is ``unreached`` and stops nothing else; the same
-command again, the phone on, finishes it."""
+command again, the phone on, finishes it. The same over HTTP (``POST /mdoc-reissues`` with
+``over_the_air``, the sessions in the answer's ``seram_sessions``)."""
 
 from __future__ import annotations
 
@@ -284,3 +285,54 @@ def test_a_phone_whose_se_fails_over_the_air_is_refused_with_the_error_and_stops
     assert got[fine].outcome == "reissued" and _signers(ctx, fine) == {"mdoc-ds-2"}
     assert got[failing].outcome == "refused" and "OMAPI: channel not available" in got[failing].detail, got[failing]
     assert _signers(ctx, failing) == {"mdoc-ds-1"} and not report.done
+
+
+def test_the_issuer_service_reissues_over_the_air(home, field, monkeypatch):
+    """``POST /mdoc-reissues`` with ``over_the_air``: the 202 answer names a session for each
+    phone not in the service's data directory (``seram_sessions``); the phone here is
+    refreshed here; a phone whose agent never comes is unreached, the job's result says so,
+    and the answers are those the OpenAPI document declares."""
+    from documented import check_every_served_answer
+    from test_api_flows import _wait
+    from test_present_http import Server
+
+    from benchmarks.scratch import free_port
+    from issuer.api.auth import create_token
+    from mcred.service import create_app
+
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    port = free_port()
+    monkeypatch.setenv("MCRED_PUBLIC_URL", f"http://127.0.0.1:{port}")
+    ctx = Context.open(home)
+    far, near = _installation(ctx, field, away=2)
+    late, on_time = far
+    operator = {"Authorization": f"Bearer {create_token(ctx.sessions, ['operator'])[1]}"}
+    api = create_app(ctx, job_workers=2)
+    api.state.seram_hub.connect_timeout_s = 1.5  # a phone that never comes is given up soon
+    with Server(api, port) as server, __import__("httpx").Client(base_url=server.url) as c:
+        checked = check_every_served_answer(monkeypatch, {server.url: api})
+        r = c.post("/trust/ds-revocations", json={"ds": "mdoc-ds-1", "reason": "keyCompromise"}, headers=operator)
+        assert r.status_code == 200, r.text
+        r = c.post("/mdoc-reissues", json={"signer": "mdoc-ds-1", "over_the_air": True, "workers": 3},
+                   headers=operator)
+        assert r.status_code == 202, r.text
+        sessions = r.json()["seram_sessions"]
+        assert [s["phone"] for s in sessions] == far
+        assert all(s["endpoint"] == f"{server.url}/gp/seram" and s["wait_s"] == 1.5 for s in sessions)
+        agent = _agent(sessions[1]["endpoint"], on_time, field)
+        agent.start_session(sessions[1]["session"])
+        job = _wait(c, operator, r.json()["id"])
+        assert agent.join().notifications == ["reissue/done/OK"]
+        assert job["state"] == "succeeded" and job["params"]["over_the_air"], job
+        result = job["result"]
+        assert (result["reissued"], result["unreached"], result["done"]) == (2, 1, False), result
+        outcomes = {p["phone"]: p["outcome"] for p in result["phones"]}
+        assert outcomes == {near[0]: "reissued", on_time: "reissued", late: "unreached"}
+        # without over_the_air: the phone left is not here, and no session is named
+        r = c.post("/mdoc-reissues", json={"signer": "mdoc-ds-1"}, headers=operator)
+        assert r.status_code == 202 and "seram_sessions" not in r.json(), r.text
+        job = _wait(c, operator, r.json()["id"])
+        assert [(p["phone"], p["outcome"]) for p in job["result"]["phones"]] == [(late, "not-here")]
+    assert _signers(ctx, on_time) == _signers(ctx, near[0]) == {"mdoc-ds-2"}
+    assert {"POST /mdoc-reissues 202", "GET /jobs/{job_id} 200"} <= set(checked)
+    api.state.jobs.shutdown()
