@@ -1354,3 +1354,30 @@ def test_a_phone_agent_waiting_on_no_remote_agent_says_so(phone, monkeypatch):
         said = " ".join(r.stderr.split())
         assert f"no answer from the Remote Agent at {remote}/handshake (ConnectError" in said, r.stderr
         assert "trying again for up to 0.5 s" in said and said.count("no answer from") == 1, r.stderr
+
+
+def test_every_over_the_air_command_gives_up_on_a_phone_after_its_connect_timeout(ctx, phone, tmp_path):
+    """--connect-timeout on the single-phone commands as on the bulk re-issue: a phone whose
+    agent never joins is given up after that many seconds (not the binding's 5 minutes),
+    with the timeout named; without --over-the-air the option is refused."""
+    import time
+
+    from typer.testing import CliRunner
+
+    from mcred.cli.main import app
+
+    pid, _ = phone
+    holder = tmp_path / "holder.json"
+    holder.write_text(json.dumps(dict(HOLDER, pin="1234", password="ABC123"), ensure_ascii=False), encoding="utf-8")
+    t0 = time.monotonic()
+    r = CliRunner().invoke(app, ["provision", "--phone", pid, "--holder", str(holder), "--key-type", "p384",
+                                 "--over-the-air", "--listen", _free_listen(), "--connect-timeout", "1"])
+    assert time.monotonic() - t0 < 60, "the phone was waited for longer than --connect-timeout asked"
+    assert r.exit_code not in (0, 2), r.output
+    said = " ".join(r.output.split())
+    assert "the phone did not poll SERAM session" in said and "within 1 s" in said, said
+    for args in (["provision", "--phone", pid, "--holder", str(holder)], ["jpki", "pin", "reset", "--phone", pid],
+                 ["mdoc", "refresh", "--phone", pid], ["tsm", "rotate-kloc", "--phone", pid]):
+        r = CliRunner().invoke(app, [*args, "--connect-timeout", "5"])
+        assert r.exit_code == 2 and "--connect-timeout goes with --over-the-air" in " ".join(r.output.split()), \
+            (args, r.output)

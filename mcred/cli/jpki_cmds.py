@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from mcred.cli.consent_cmds import consent_app, linkage
 from mcred.cli.export_cmds import export_app
 from mcred.cli.ota_cli import (
+    CONNECT_TIMEOUT,
     LISTEN,
     OVER_THE_AIR,
     PUBLIC_URL,
@@ -359,7 +360,7 @@ def pin_reset(phone: str = typer.Option(None, "--phone"),
               as_json: bool = typer.Option(False, "--json"),
               over_the_air: bool = OVER_THE_AIR, listen: str = LISTEN, public_url: str = PUBLIC_URL,
               session_id: str = SESSION_ID, ssl_certfile: Path = SSL_CERTFILE,
-              ssl_keyfile: Path = SSL_KEYFILE) -> None:
+              ssl_keyfile: Path = SSL_KEYFILE, connect_timeout: float = CONNECT_TIMEOUT) -> None:
     """The issuer's side, once the holder has proved who they are (at the counter, or with
     the card): new secrets set through the TSM, with fresh retry counters; the keys and
     certificates stay, nothing is revoked. The new values are generated and shown once."""
@@ -372,7 +373,8 @@ def pin_reset(phone: str = typer.Option(None, "--phone"),
         raise typer.BadParameter("give --phone, or --resume JOB to finish a reset that stopped")
     if slot not in ("auth", "sign", "both"):
         raise typer.BadParameter(f"slot {slot!r}: use auth, sign or both", param_hint="--slot")
-    ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json)
+    ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json,
+                               connect_timeout=connect_timeout)
     ctx = open_context()
 
     def run(job):  # noqa: ANN001, ANN202 - job(transmit), here or over the air
@@ -417,7 +419,7 @@ def issue_sign_cmd(phone: str = typer.Option(..., "--phone"),
                    as_json: bool = typer.Option(False, "--json"),
                    over_the_air: bool = OVER_THE_AIR, listen: str = LISTEN, public_url: str = PUBLIC_URL,
                    session_id: str = SESSION_ID, ssl_certfile: Path = SSL_CERTFILE,
-                   ssl_keyfile: Path = SSL_KEYFILE) -> None:
+                   ssl_keyfile: Path = SSL_KEYFILE, connect_timeout: float = CONNECT_TIMEOUT) -> None:
     """A signing certificate (署名用電子証明書) onto the phone of a holder who has turned 15
     since it was provisioned (none is issued under 15): the key generated in the SE, the
     certificate issued and written, the password set, through the TSM. Refused (exit 2) while
@@ -427,7 +429,8 @@ def issue_sign_cmd(phone: str = typer.Option(..., "--phone"),
     from tsm.errors import JobError, TsmError
     from wallet_sim.se.errors import SeError as PhoneError
 
-    ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json)
+    ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json,
+                               connect_timeout=connect_timeout)
     password = None
     if password_file is not None:
         try:
@@ -472,7 +475,7 @@ def renew_cmd(phone: str = typer.Option(..., "--phone"),
               as_json: bool = typer.Option(False, "--json"),
               over_the_air: bool = OVER_THE_AIR, listen: str = LISTEN, public_url: str = PUBLIC_URL,
               session_id: str = SESSION_ID, ssl_certfile: Path = SSL_CERTFILE,
-              ssl_keyfile: Path = SSL_KEYFILE) -> None:
+              ssl_keyfile: Path = SSL_KEYFILE, connect_timeout: float = CONNECT_TIMEOUT) -> None:
     """Renew the phone's JPKI certificates (電子証明書の更新), the card staying: new keys born in
     the SE, new certificates to the 5th birthday after today (capped by the card's expiry)
     written through the TSM, the old ones revoked as superseded. The PIN and the signing
@@ -489,7 +492,8 @@ def renew_cmd(phone: str = typer.Option(..., "--phone"),
         raise typer.BadParameter(f"slot {slot!r}: use auth, sign or both", param_hint="--slot")
     if early != (reason is not None):
         raise fail("--early and --reason go together: an early renewal is audited with its reason", as_json)
-    ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json)
+    ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json,
+                               connect_timeout=connect_timeout)
     ctx = open_context()
 
     def run(job):  # noqa: ANN001, ANN202 - job(transmit), here or over the air

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from mcred.cli.ota_cli import (
+    CONNECT_TIMEOUT,
     LISTEN,
     OVER_THE_AIR,
     PUBLIC_URL,
@@ -82,6 +83,7 @@ def provision_cmd(
     session_id: str = SESSION_ID,
     ssl_certfile: Path = SSL_CERTFILE,
     ssl_keyfile: Path = SSL_KEYFILE,
+    connect_timeout: float = CONNECT_TIMEOUT,
 ) -> None:
     """Provision the JPKI signing and user-auth certificates and a batch of mdocs into a phone
     (no signing certificate for a holder under 15: `mcred jpki issue-sign` once they are 15)."""
@@ -99,7 +101,8 @@ def provision_cmd(
     from protocols import cardsub
     from tsm.errors import JobError, MasterKeyError, TsmError
 
-    ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json)
+    ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json,
+                               connect_timeout=connect_timeout)
     if resume_id is not None:
         if phone is not None or holder is not None or holder_id is not None:
             raise _fail("--resume takes no --phone, --holder or --holder-id: the job knows its phone and holder", as_json=as_json)
@@ -237,6 +240,7 @@ def handover_cmd(
     session_id: str = SESSION_ID,
     ssl_certfile: Path = SSL_CERTFILE,
     ssl_keyfile: Path = SSL_KEYFILE,
+    connect_timeout: float = CONNECT_TIMEOUT,
     wipe_over_the_air: bool = typer.Option(False, "--wipe-over-the-air", help="With --over-the-air: "
                                            "the old phone is at hand too (the holder brought both to the "
                                            "shop): its SE is wiped through its own Local Agent, in a second "
@@ -253,7 +257,8 @@ def handover_cmd(
     from mcred.handover_actions import HandoverActions, mdoc_refusal, release_secrets
 
     _check_key_type(key_type, as_json)  # the workflow failed on it at its provisioning step
-    ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json)
+    ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json,
+                               connect_timeout=connect_timeout)
     if wipe_over_the_air and ota is None:
         raise _fail("--wipe-over-the-air goes with --over-the-air", as_json=as_json)
     ctx = Context.open()
@@ -440,6 +445,7 @@ def refresh_cmd(
     session_id: str = SESSION_ID,
     ssl_certfile: Path = SSL_CERTFILE,
     ssl_keyfile: Path = SSL_KEYFILE,
+    connect_timeout: float = CONNECT_TIMEOUT,
 ) -> None:
     """Issue fresh MSOs into a phone (new validity window, new device keys born in the SE
     unless --keep-keys); the MSOs they replace are revoked as superseded. With
@@ -450,7 +456,8 @@ def refresh_cmd(
     from mcred.provision import ProvisionError, refresh_mdocs
     from tsm.errors import MasterKeyError, TsmError
 
-    ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json)
+    ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json,
+                               connect_timeout=connect_timeout)
     ctx = Context.open()
     if ota is None and phone not in wallet_sim.list_phones(ctx.home):
         raise _fail(f"no phone {phone!r} under {ctx.home}", as_json=as_json)

@@ -8,6 +8,7 @@ import typer
 from rich.markup import escape
 
 from mcred.cli.ota_cli import (
+    CONNECT_TIMEOUT,
     LISTEN,
     OVER_THE_AIR,
     PUBLIC_URL,
@@ -126,6 +127,7 @@ def rotate_kloc(
     session_id: str = SESSION_ID,
     ssl_certfile: Path = SSL_CERTFILE,
     ssl_keyfile: Path = SSL_KEYFILE,
+    connect_timeout: float = CONNECT_TIMEOUT,
 ) -> None:
     """Move SEs to this TSM's current KLOC CA (after `mcred tsm oce-ca --rotate`): each a
     rotate-kloc job that reads the CA the SE names (GET DATA FF33) and, when it is another,
@@ -146,7 +148,8 @@ def rotate_kloc(
 
     if bool(phone) == all_:
         raise fail("give --phone ID (one or more) or --all", as_json)
-    ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json)
+    ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json,
+                               connect_timeout=connect_timeout)
     if ota is not None and all_:
         raise fail("--over-the-air reaches the phones named with --phone, not --all", as_json)
     ctx = Context.open()
@@ -328,6 +331,7 @@ def abandon(
     session_id: str = SESSION_ID,
     ssl_certfile: Path = SSL_CERTFILE,
     ssl_keyfile: Path = SSL_KEYFILE,
+    connect_timeout: float = CONNECT_TIMEOUT,
 ) -> None:
     """Give up a job that cannot finish (its phone is gone, its SE stays quarantined, the
     holder withdrew): it never runs again, and the credentials issued under it are revoked
@@ -352,7 +356,8 @@ def abandon(
     from tsm.errors import JobError, TsmError
     from tsm.jobs import read_job
 
-    ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json)
+    ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json,
+                               connect_timeout=connect_timeout)
     ctx = Context.open()
     try:
         view = read_job(ctx.engine, job)
