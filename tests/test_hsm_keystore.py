@@ -138,3 +138,30 @@ def test_the_main_job_runs_with_issuer_keys_in_the_hsm(token, home, monkeypatch)
     monkeypatch.setenv("MCRED_KEYSTORE", "vault")
     with pytest.raises(KeyStoreError, match="MCRED_KEYSTORE"):
         Context.open(home).keystore  # noqa: B018
+
+
+def test_a_key_destroyed_leaves_no_object_on_the_token(token):
+    """``destroy``: ``C_DestroyObject`` on the pair's private and public key objects; the
+    token holds neither afterwards (looked up in a session of its own), the store finds no
+    key, a signer handed out before is refused (``KeyNotFound``, not a token error), and a
+    second destroy is ``KeyNotFound``. The other keys stay and sign."""
+    ks = Pkcs11KeyStore(SOFTHSM2, token, PIN)
+    before = ks.create("mdoc-iaca-1", "p256")
+    before.sign(b"x")  # its handle cached for signing
+    ks.create("mdoc-iaca-2", "p384")
+    ks.destroy("mdoc-iaca-1")
+    lib = pkcs11.lib(SOFTHSM2)
+    with lib.get_token(token_label=token).open() as session:
+        assert list(session.get_objects({pkcs11.Attribute.LABEL: "mdoc-iaca-1"})) == []
+        assert len(list(session.get_objects({pkcs11.Attribute.LABEL: "mdoc-iaca-2"}))) == 2
+    assert not ks.has("mdoc-iaca-1") and ks.labels() == ["mdoc-iaca-2"]
+    assert not Pkcs11KeyStore(SOFTHSM2, token, PIN).has("mdoc-iaca-1")
+    with pytest.raises(KeyNotFound):
+        ks.signer("mdoc-iaca-1")
+    with pytest.raises(KeyNotFound):
+        before.sign(b"x")
+    with pytest.raises(KeyNotFound):
+        ks.destroy("mdoc-iaca-1")
+    with pytest.raises(KeyStoreError, match="invalid key label"):
+        ks.destroy("../x")
+    assert ks.signer("mdoc-iaca-2").sign(b"x")
