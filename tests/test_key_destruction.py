@@ -164,10 +164,12 @@ def test_a_retired_iacas_key_goes_once_its_document_signers_have_ended(world):  
     assert x509.load_pem_x509_certificate(client.get("/trust/iaca-1.pem").content) == first
     assert client.get("/trust/iaca.crl").content == crl.content  # the one it signed, still current
     clock.now += dt.timedelta(hours=24)
+    keys = svc.pki.keystore.labels()
     for url in ("/trust/iaca.crl", old.mso().status.status_list.uri.removeprefix("http://issuer.test")):
         r = client.get(url)
         assert r.status_code == 410 and r.json()["type"] == "/problems/signer-key-destroyed", (url, r.text)
         assert "mdoc-iaca-1" in r.json()["detail"]
+    assert svc.pki.keystore.labels() == keys  # no key made for a status-list signer it cannot certify
     with pytest.raises(SignerKeyDestroyed), sessions() as s:
         svc.pki.iaca(s, 1)
     # the current generation goes on as before

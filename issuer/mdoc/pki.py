@@ -24,6 +24,11 @@ published at the URL its certificates carry (generation 1: ``/trust/iaca.crl``, 
 generations existed; generation N: ``/trust/iaca-N.crl``), and the status lists of the
 mdocs its document signers signed keep being signed by a status-list signer it issued (a
 reader takes a list only from a signer under the IACA of the mdoc's own chain).
+
+Certificates are read from the ``issuer_keys`` rows (:class:`SignerCertificate`), keys only to
+sign (:class:`ActiveKey`): a signer's key may be destroyed once no duty needs it
+(:meth:`MdocPki.destroy_key`, specs/issuer-keys.md "A signer's key destroyed") and its
+certificate is still published; what would sign with it raises :class:`SignerKeyDestroyed`.
 """
 
 from __future__ import annotations
@@ -480,6 +485,8 @@ class MdocPki:
                 return self._activekey(row, root.label)  # kept to its end, as the IACA's lists
             # else a status-list signer to the IACA's end, however short: its lists are
             # published while the IACA lasts
+        # the IACA's key first: no key is made for a signer its IACA (its key destroyed) could not certify
+        iaca_signer = self._signer(session.get(IssuerKey, root.label), "certifies no new signer")
         label = self._next_label(session, purpose)
         signer = self._key(label)
         make = iaca.document_signer_builder if purpose == PURPOSE_DS else iaca.status_list_signer_builder
@@ -490,7 +497,6 @@ class MdocPki:
             not_before=max(now - self.config.backdate, root.certificate.not_valid_before_utc), not_after=end,
             crl_uri=self.crl_uri_for(root.label), organization=self.config.organization,
         )
-        iaca_signer = self._signer(session.get(IssuerKey, root.label), "certifies no new signer")
         cert = iaca_signer.sign_certificate(builder)
         return self._activekey(self._record(session, label, purpose, cert, signer.algorithm, now), root.label)
 
@@ -823,7 +829,8 @@ class MdocPki:
             how = {PURPOSE_IACA: "revoke it (mcred mdoc iaca revoke) or roll it over (mcred mdoc iaca rollover) "
                                  "first",
                    PURPOSE_DS: "revoke it (mcred mdoc ds revoke) or roll it over (mcred mdoc ds rollover) first",
-                   PURPOSE_STATUS: "revoke it (mcred status-list signer revoke) first, or roll its IACA over",
+                   PURPOSE_STATUS: "it signs its IACA's status lists: revoke it (mcred status-list signer revoke) "
+                                   "first",
                    PURPOSE_VICAL: "revoke it (mcred mdoc vical-signer revoke) first",
                    PURPOSE_VICAL_CA: "it is replaced in its last 90 days"}[row.purpose]
             return SignerStillSigning(f"the {name} {row.label} is the one signing now: its key is needed; {how}")
@@ -881,7 +888,6 @@ class MdocPki:
             absent = False
         except KeyNotFound:
             absent = True
-        self._certs.pop(row.label, None)  # nothing of it kept here but the row's certificate
         row.key_destroyed_at = now
         session.flush()
         return KeyDestruction(row, True, absent)
