@@ -163,6 +163,9 @@ class IssuerKey(IssuerBase):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     #: RFC 5280 5.3.1 CRLReason name of that revocation.
     revocation_reason: Mapped[str | None] = mapped_column(String(32))
+    #: Set when the private key was destroyed in the key store (mdoc signers:
+    #: ``MdocPki.destroy_key``, revision ``i0022keydestroy``); the certificate stays here.
+    key_destroyed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
 
 
 class StatusList(IssuerBase):

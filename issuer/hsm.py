@@ -1,7 +1,7 @@
 """Issuer keys in an HSM through PKCS#11 (ARCHITECTURE.md "State": the production shape).
 
 :class:`Pkcs11KeyStore` has the :class:`issuer.keystore.FileKeyStore` interface (``create``,
-``signer``, ``has``, ``labels``) over one PKCS#11 token: keys are generated *in* the token
+``signer``, ``has``, ``labels``, ``destroy``) over one PKCS#11 token: keys are generated *in* the token
 (``CKA_SENSITIVE``, not ``CKA_EXTRACTABLE``), found again by ``CKA_LABEL``, and sign there.
 Each key is handed to the rest of the issuer as a ``cryptography`` private-key object whose
 ``sign`` asks the token (:class:`HsmEcKey`, :class:`HsmRsaKey`), so certificates, CRLs, OCSP
@@ -95,12 +95,31 @@ class _Keys:
                 key = self.find_private(label)
                 if key is None:
                     raise KeyNotFound(f"no key {label!r} on the token")
-                self._signing[label] = key  # a handle stays valid for the session's life
+                self._signing[label] = key  # a handle stays valid for the session's life (or its destruction)
             try:
                 return key.sign(data, mechanism=getattr(pkcs11.Mechanism, mechanism))
+            except (pkcs11.exceptions.KeyHandleInvalid, pkcs11.exceptions.ObjectHandleInvalid):  # destroyed since
+                self._signing.pop(label, None)
+                raise KeyNotFound(f"no key {label!r} on the token (destroyed)") from None
             except pkcs11.exceptions.PKCS11Error as exc:
                 raise HsmError(f"token refused to sign with {label!r} ({mechanism}): "
                                f"{type(exc).__name__} {exc}") from exc
+
+    def destroy(self, label: str) -> None:
+        """``C_DestroyObject`` on every private and public key object labelled ``label``:
+        :class:`KeyNotFound` when there is none of either."""
+        pkcs11 = pkcs11_module()
+        with self.lock:
+            self._signing.pop(label, None)
+            found = [o for kind in (pkcs11.ObjectClass.PRIVATE_KEY, pkcs11.ObjectClass.PUBLIC_KEY)
+                     for o in self.session.get_objects({pkcs11.Attribute.CLASS: kind, pkcs11.Attribute.LABEL: label})]
+            if not found:
+                raise KeyNotFound(f"no key {label!r} on the token")
+            for obj in found:
+                try:
+                    obj.destroy()
+                except pkcs11.exceptions.PKCS11Error as exc:
+                    raise HsmError(f"token refused to destroy key {label!r}: {type(exc).__name__} {exc}") from exc
 
 
 class _NoExport:
@@ -261,3 +280,11 @@ class Pkcs11KeyStore:
         signer = LocalSigner(label, key)
         self._cache[label] = signer
         return signer
+
+    def destroy(self, label: str) -> None:
+        """Destroy the key pair ``label`` in the token (its private and its public key
+        object, ``C_DestroyObject``): :class:`KeyNotFound` when the token holds neither."""
+        self._check(label)
+        with self._lock:
+            self._cache.pop(label, None)
+            self._token.destroy(label)

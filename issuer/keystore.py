@@ -3,8 +3,10 @@
 Callers ask a :class:`KeyStore` for a :class:`Signer` by label and hand it what must be
 signed (an X.509 builder, a CRL builder, an OCSP response builder, COSE to-be-signed bytes);
 they never receive the private key. :class:`FileKeyStore` keeps PKCS#8 keys encrypted under
-a passphrase in ``<home>/keys``; an HSM through PKCS#11 would implement the same interface
-by signing the to-be-signed bytes (see specs/keys.md).
+a passphrase in ``<home>/keys``; an HSM through PKCS#11 implements the same interface by
+signing the to-be-signed bytes (``issuer.hsm``, specs/issuer-keys.md). A key no duty needs
+any more (a revoked signer's, in a key-compromise procedure) is destroyed with
+:meth:`KeyStore.destroy`; its certificate is the registry's, not the store's, and stays.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class KeyStoreError(Exception):
 
 
 class KeyNotFound(KeyStoreError):
-    pass
+    """No key of that label in the store (never made, or destroyed)."""
 
 
 def hash_for(algorithm: str) -> hashes.HashAlgorithm:
@@ -152,6 +154,14 @@ class KeyStore(Protocol):
     def has(self, label: str) -> bool: ...
     def labels(self) -> list[str]: ...
 
+    def destroy(self, label: str) -> None:
+        """Destroy the key ``label`` for good (a file key: its file removed durably; a token
+        key: its private and public objects destroyed in the token). :class:`KeyNotFound`
+        when there is none (never made, or destroyed already). The store forgets it: its
+        :meth:`signer` raises :class:`KeyNotFound` from now on (a signer of a token key
+        handed out before is refused by the token; one of a file key held in memory by
+        another process lasts as long as that process)."""
+
 
 class FileKeyStore:
     """PKCS#8 keys, encrypted with a passphrase, one PEM file per label in ``directory``.
@@ -235,6 +245,37 @@ class FileKeyStore:
         self._cache[label] = signer
         return signer
 
+    def destroy(self, label: str) -> None:
+        """Remove the key file of ``label`` durably: its bytes overwritten with zeros and made
+        durable (best effort: a copy-on-write file system or an SSD may keep the old blocks,
+        which hold the key encrypted under the passphrase), the file unlinked, the directory
+        fsynced as :meth:`create` does, so that the removal survives a crash. The key leaves
+        this store's cache; another process that opened it keeps it in memory until it ends
+        (every path that would sign with a revoked signer refuses it anyway)."""
+        path = self._path(label)
+        self._cache.pop(label, None)
+        try:
+            fd = os.open(path, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            raise KeyNotFound(f"no key {label!r} in {self.directory}") from None
+        except OSError as exc:
+            raise KeyStoreError(f"key {label!r} cannot be destroyed: {exc.strerror or exc}") from None
+        try:
+            size = os.fstat(fd).st_size
+            os.write(fd, bytes(size))
+            os.fsync(fd)
+        except OSError:
+            pass  # the unlink below is what counts
+        finally:
+            os.close(fd)
+        try:
+            path.unlink()
+        except FileNotFoundError:  # another process destroyed it meanwhile
+            raise KeyNotFound(f"no key {label!r} in {self.directory}") from None
+        except OSError as exc:
+            raise KeyStoreError(f"key {label!r} cannot be destroyed: {exc.strerror or exc}") from None
+        _fsync_dir(self.directory)
+
 
 def _fsync_dir(directory: Path) -> None:
     """Make a new directory entry durable (POSIX; a no-op where directories cannot be opened)."""
@@ -271,5 +312,11 @@ class MemoryKeyStore:
     def signer(self, label: str) -> LocalSigner:
         try:
             return self._keys[label]
+        except KeyError:
+            raise KeyNotFound(f"no key {label!r}") from None
+
+    def destroy(self, label: str) -> None:
+        try:
+            del self._keys[label]
         except KeyError:
             raise KeyNotFound(f"no key {label!r}") from None

@@ -829,6 +829,9 @@ class SignerRevocation(_Closed):
     reason: str | None
     affected_mdocs: int
     iaca: str | None = Field(description="the IACA generation that issued it")
+    key_destroyed_at: str | None = Field(json_schema_extra=_DATE_TIME, description=(
+        "when its private key was destroyed (POST /trust/key-destructions, or destroy_key in the revocation); "
+        "null while the key store holds it"))
     changed: bool
 
 
@@ -855,6 +858,9 @@ class VicalSignerRevocation(_Closed):
     ca: str | None = Field(description="the VICAL CA generation that certified it (mdoc-vical-ca-N)")
     crl: str | None = Field(description="the CRL distribution point its certificate names (the VICAL CA's CRL, "
                                         "which lists it from now on); null for a signer made before they carried one")
+    key_destroyed_at: str | None = Field(json_schema_extra=_DATE_TIME, description=(
+        "when its private key was destroyed (POST /trust/key-destructions, or destroy_key in the revocation); "
+        "null while the key store holds it"))
     changed: bool
     amended_from: str | None
     signing: VicalSigning = Field(description="the signer of the VICAL published now (/trust/vical): a new "
@@ -874,6 +880,24 @@ class IacaRevocation(SignerRevocation):
     successor: IacaRollover | None = Field(description="the IACA started in its place (it was the current one)")
     retired_signers: list[str] = Field(description="its document and status-list signers, retired with it")
     affected_phones: list[str] = Field(description="the phones holding those mdocs (POST /mdoc-reissues)")
+
+
+class KeyDestruction(_Closed):
+    """A signer of the mdoc PKI (never its key) whose private key was destroyed: now, or
+    before (``already``)."""
+
+    label: str = Field(description="mdoc-iaca-N, mdoc-ds-N, mdoc-status-N, mdoc-vical-signer-N or mdoc-vical-ca-N")
+    purpose: Literal["iaca", "ds", "status-signer", "vical-signer", "vical-ca"]
+    serial: str = Field(pattern="^[0-9a-f]+$", description="its certificate serial, hex")
+    subject: str
+    not_after: str = Field(json_schema_extra=_DATE_TIME)
+    revoked_at: str | None = Field(json_schema_extra=_DATE_TIME, description="null: not revoked (its duties ended)")
+    reason: str | None = Field(description="its revocation reason (RFC 5280 5.3.1 name)")
+    key_destroyed_at: str = Field(json_schema_extra=_DATE_TIME, description="when its key was destroyed")
+    changed: bool = Field(description="whether this request destroyed it")
+    already: bool = Field(description="destroyed before this request (nothing changed)")
+    found_absent: bool = Field(description="the key store held no key of it any more when asked (recorded as "
+                                           "destroyed now)")
 
 
 # -- the latest basic four data and the user-authentication linkage services -------------

@@ -68,6 +68,7 @@ from mcred.api_models import (
     Job,
     JobKind,
     JobList,
+    KeyDestruction,
     KlocMoveJob,
     KlocRotation,
     LatestBasicFour,
@@ -352,6 +353,9 @@ class SignerRevocationRequest(_Body):
     ds: str = Field(min_length=1, max_length=SIGNER_NAME_MAX, pattern=SIGNER_NAME_PATTERN)
     reason: Literal["keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged",
                     "privilegeWithdrawn", "unspecified"]
+    #: Destroy its private key once the revocation is committed (POST /trust/key-destructions):
+    #: ``key_destroyed_at`` in the answer.
+    destroy_key: bool = False
 
 
 class KlocMoveRequest(_Body):
@@ -368,6 +372,9 @@ class StatusSignerRevocationRequest(_Body):
     signer: str = Field(min_length=1, max_length=SIGNER_NAME_MAX, pattern=SIGNER_NAME_PATTERN)
     reason: Literal["keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged",
                     "privilegeWithdrawn", "unspecified"]
+    #: Destroy its private key once the revocation is committed (POST /trust/key-destructions):
+    #: ``key_destroyed_at`` in the answer.
+    destroy_key: bool = False
 
 
 class VicalSignerRevocationRequest(_Body):
@@ -376,6 +383,9 @@ class VicalSignerRevocationRequest(_Body):
     signer: str = Field(min_length=1, max_length=SIGNER_NAME_MAX, pattern=SIGNER_NAME_PATTERN)
     reason: Literal["keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged",
                     "privilegeWithdrawn", "unspecified"]
+    #: Destroy its private key once the revocation is committed (POST /trust/key-destructions):
+    #: ``key_destroyed_at`` in the answer.
+    destroy_key: bool = False
 
 
 class IacaRevocationRequest(_Body):
@@ -385,6 +395,16 @@ class IacaRevocationRequest(_Body):
     #: cACompromise when the IACA's key is known or suspected in other hands.
     reason: Literal["cACompromise", "keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged",
                     "privilegeWithdrawn", "unspecified"]
+    #: Destroy its private key once the revocation is committed (POST /trust/key-destructions):
+    #: ``key_destroyed_at`` in the answer.
+    destroy_key: bool = False
+
+
+class KeyDestructionRequest(_Body):
+    #: The signer whose private key to destroy, as the revocations name it: an IACA's number
+    #: (``2``), any mdoc signer's key label (``mdoc-iaca-2``, ``mdoc-ds-3``, ``mdoc-status-1``,
+    #: ``mdoc-vical-signer-1``, ``mdoc-vical-ca-1``) or certificate serial in hex.
+    signer: str = Field(min_length=1, max_length=SIGNER_NAME_MAX, pattern=SIGNER_NAME_PATTERN)
 
 
 class ReissueRequest(_Body):
@@ -1790,7 +1810,7 @@ def operator_router(ctx: Context) -> APIRouter:
 
         svc = mdoc_service(ctx)
         svc.setup()
-        info, changed = svc.revoke_signer(body.ds, body.reason, actor=_actor(request))
+        info, changed = svc.revoke_signer(body.ds, body.reason, actor=_actor(request), destroy_key=body.destroy_key)
         return {**info.to_json(), "changed": changed}
 
     @router.post("/trust/status-signer-revocations", summary="Revoke a status-list signer "
@@ -1804,7 +1824,7 @@ def operator_router(ctx: Context) -> APIRouter:
         svc = mdoc_service(ctx)
         svc.setup()
         info, changed = svc.revoke_signer(body.signer, body.reason, actor=_actor(request),
-                                          purposes=(PURPOSE_STATUS,))
+                                          purposes=(PURPOSE_STATUS,), destroy_key=body.destroy_key)
         return {**info.to_json(), "changed": changed}
 
     @router.post("/trust/vical-signer-revocations", summary="Revoke a VICAL signer certificate: its VICAL "
@@ -1815,7 +1835,8 @@ def operator_router(ctx: Context) -> APIRouter:
     def vical_signer_revocation(body: VicalSignerRevocationRequest, request: Request) -> dict[str, Any]:
         from mcred.mdoc_flow import mdoc_service
 
-        return mdoc_service(ctx).revoke_vical_signer(body.signer, body.reason, actor=_actor(request)).to_json()
+        return mdoc_service(ctx).revoke_vical_signer(body.signer, body.reason, actor=_actor(request),
+                                                     destroy_key=body.destroy_key).to_json()
 
     @router.post("/trust/iaca-revocations", summary="Revoke an mdoc IACA generation: out of the trust bundle "
                  "and the VICAL at once, its key signing nothing more; the current one is replaced at once by "
@@ -1828,7 +1849,22 @@ def operator_router(ctx: Context) -> APIRouter:
 
         svc = mdoc_service(ctx)
         svc.setup()
-        return svc.revoke_iaca(body.iaca, body.reason, actor=_actor(request)).to_json()
+        return svc.revoke_iaca(body.iaca, body.reason, actor=_actor(request), destroy_key=body.destroy_key).to_json()
+
+    @router.post("/trust/key-destructions", summary="Destroy the private key of an mdoc signer no duty needs any "
+                 "more (a revoked one, whatever the reason, or one whose duties have all ended); its certificate "
+                 "stays published. Idempotent (already: destroyed before)", **typed(KeyDestruction, merge(refusals(
+                     (problems.UNKNOWN_SIGNER, "no mdoc signer of that label, serial or IACA number"),
+                     (problems.SIGNER_STILL_SIGNING, "the signer signs now (the current IACA, document signer, "
+                                                     "status-list signer, VICAL signer or VICAL CA) or, staged, "
+                                                     "will: revoke it or roll it over first"),
+                     (problems.CA_DUTIES_REMAIN, "a retired, unrevoked IACA or VICAL CA that still certifies "
+                                                 "signers that have not expired (their CRL)")),
+                     _SIGNER_KEY_REFUSALS)))
+    def key_destruction(body: KeyDestructionRequest, request: Request) -> dict[str, Any]:
+        from mcred.mdoc_flow import mdoc_service
+
+        return mdoc_service(ctx).destroy_key(body.signer, actor=_actor(request)).to_json()
 
     @router.post("/mdoc-reissues", status_code=202, summary="Issue new MSOs into every phone holding a valid "
                  "mdoc of a revoked or retired signer (a document signer or an IACA), each as POST "

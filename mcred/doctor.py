@@ -510,6 +510,42 @@ def _mdoc_signers_out_of_use(ctx) -> Finding:  # noqa: ANN001
                    "; ".join(f"mcred mdoc reissue --signer {label}" for label in sorted(pending)))
 
 
+def _compromised_keys(ctx) -> Finding:  # noqa: ANN001
+    """Whether the key store still holds the private key of an mdoc signer revoked because its
+    key is known or suspected in other hands (keyCompromise, cACompromise): a key-compromise
+    procedure ends with that key destroyed and a record of it (specs/issuer-keys.md, "A
+    signer's key destroyed"). Reads the registry, and asks the key store only of those
+    signers (``has``); nothing is destroyed here: the fix names the command."""
+    from issuer.db import IssuerKey
+    from issuer.mdoc.pki import COMPROMISE_REASONS, MdocPki
+
+    enables = "key-compromise procedures carried to their end (the key destroyed, the destruction recorded)"
+    try:
+        with ctx.sessions() as s:
+            rows = [r.label for r in s.query(IssuerKey).filter(
+                IssuerKey.purpose.in_(MdocPki.DESTROYABLE), IssuerKey.revoked_at.is_not(None),
+                IssuerKey.revocation_reason.in_(sorted(COMPROMISE_REASONS)), IssuerKey.key_destroyed_at.is_(None))
+                .order_by(IssuerKey.revoked_at, IssuerKey.label)]
+    except Exception as exc:  # noqa: BLE001 - reported (the database finding says why)
+        return Finding("compromised signer keys", False, f"cannot read the registry: {type(exc).__name__}", enables,
+                       "see the database finding")
+    if not rows:
+        return Finding("compromised signer keys", True, "none kept: no signer revoked for a key compromise holds "
+                       "its key", enables)
+    try:
+        kept = [label for label in rows if ctx.keystore.has(label)]
+    except Exception as exc:  # noqa: BLE001 - reported (the key store finding says why)
+        return Finding("compromised signer keys", False, f"cannot ask the key store: {type(exc).__name__}",
+                       enables, "see the issuer key store finding")
+    if not kept:
+        return Finding("compromised signer keys", True, "none kept: no signer revoked for a key compromise holds "
+                       "its key", enables)
+    return Finding("compromised signer keys", False,
+                   f"{len(kept)} signer(s) revoked for a key compromise still have their private key in the key "
+                   f"store ({', '.join(kept[:5])}{', ...' if len(kept) > 5 else ''})", enables,
+                   "; ".join(f"mcred mdoc key destroy {label}" for label in kept))
+
+
 def _data_access(ctx) -> Finding:  # noqa: ANN001
     """Whether others may enter the data directory or read its SQLite database: a home made
     by an older release (before its modes were fixed), or under a wide umask, or one the operator chose,
@@ -546,7 +582,7 @@ _OWN = 5
 def diagnose(ctx) -> list[Finding]:  # noqa: ANN001
     """Every finding, the installation's own first."""
     return [_database(ctx), _public_url(), _keystore(ctx), _master_key(ctx), _reader_session_key(ctx),
-            _data_access(ctx), _secure_elements(ctx), _workflows(ctx), _first_contact(ctx), _tsa(ctx), _mdoc_iaca(ctx), _mdoc_signers_out_of_use(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _pdf(), _xml(), _hsm(), _scan(),
+            _data_access(ctx), _secure_elements(ctx), _workflows(ctx), _first_contact(ctx), _tsa(ctx), _mdoc_iaca(ctx), _mdoc_signers_out_of_use(ctx), _compromised_keys(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _pdf(), _xml(), _hsm(), _scan(),
             *(_node_peer(*peer) for peer in NODE_PEERS), _yubikit(), _openssl(), _tshark()]
 
 

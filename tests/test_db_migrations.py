@@ -116,7 +116,7 @@ def test_the_expiry_index_comes_and_goes_with_its_migration(db_url):
     engine.dispose()
     assert set(indexes()) == before - {"ix_credential_expiry"}
     applied, newest = schema_status(engine)
-    assert "i0013wflease" in applied and "i0021blocknum" in newest and applied != newest
+    assert "i0013wflease" in applied and "i0022keydestroy" in newest and applied != newest
     migrate(engine)
     assert indexes()["ix_credential_expiry"] == ["kind", "not_after"]
     assert schema_status(engine)[0] == schema_status(engine)[1]
@@ -418,3 +418,40 @@ def test_a_reader_database_at_r0007_gets_its_vical_memory(db_url):
         assert "reader_vicals" not in sa.inspect(engine).get_table_names()
     finally:
         engine.dispose()
+
+
+def test_issuer_keys_get_their_key_destruction_record_and_lose_it_on_the_way_down(db_url):
+    """i0022keydestroy adds issuer_keys.key_destroyed_at (when ``MdocPki.destroy_key``
+    destroyed a signer's private key): the keys there are keep their rows and certificates,
+    none recorded destroyed; a time written reads back as the instant it was; the downgrade
+    drops the column and keeps the rows."""
+    from alembic import command
+
+    from issuer.db import IssuerKey
+    from mcred.db import _alembic_config
+
+    engine = make_engine(db_url)
+    migrate(engine)
+    command.downgrade(_alembic_config(engine), "i0021blocknum")
+    assert "key_destroyed_at" not in {c["name"] for c in sa.inspect(engine).get_columns("issuer_keys")}
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO issuer_keys (label, purpose, algorithm, certificate, active, created_at, "
+                             "revoked_at, revocation_reason) VALUES ('mdoc-iaca-1', 'iaca', 'p256', :c, false, "
+                             "'2026-12-01 00:00:00', '2026-12-02 00:00:00', 'cACompromise')"), {"c": b"\x30\x00"})
+    engine.dispose()
+    migrate(engine)
+    at = dt.datetime(2026, 12, 3, 9, 30, tzinfo=dt.UTC)
+    with Session(engine) as s:
+        row = s.get(IssuerKey, "mdoc-iaca-1")
+        assert (row.key_destroyed_at, row.revocation_reason, row.certificate) == (None, "cACompromise", b"\x30\x00")
+        row.key_destroyed_at = at
+        s.commit()
+    with Session(engine) as s:
+        assert s.get(IssuerKey, "mdoc-iaca-1").key_destroyed_at == at
+    engine.dispose()
+    command.downgrade(_alembic_config(engine), "i0021blocknum")
+    engine.dispose()
+    assert "key_destroyed_at" not in {c["name"] for c in sa.inspect(engine).get_columns("issuer_keys")}
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT label FROM issuer_keys")).scalars().all() == ["mdoc-iaca-1"]
+    engine.dispose()

@@ -138,3 +138,56 @@ def test_the_main_job_runs_with_issuer_keys_in_the_hsm(token, home, monkeypatch)
     monkeypatch.setenv("MCRED_KEYSTORE", "vault")
     with pytest.raises(KeyStoreError, match="MCRED_KEYSTORE"):
         Context.open(home).keystore  # noqa: B018
+
+
+def test_a_key_destroyed_leaves_no_object_on_the_token(token):
+    """``destroy``: ``C_DestroyObject`` on the pair's private and public key objects; the
+    token holds neither afterwards (looked up in a session of its own), the store finds no
+    key, a signer handed out before is refused (``KeyNotFound``, not a token error), and a
+    second destroy is ``KeyNotFound``. The other keys stay and sign."""
+    ks = Pkcs11KeyStore(SOFTHSM2, token, PIN)
+    before = ks.create("mdoc-iaca-1", "p256")
+    before.sign(b"x")  # its handle cached for signing
+    ks.create("mdoc-iaca-2", "p384")
+    ks.destroy("mdoc-iaca-1")
+    lib = pkcs11.lib(SOFTHSM2)
+    with lib.get_token(token_label=token).open() as session:
+        assert list(session.get_objects({pkcs11.Attribute.LABEL: "mdoc-iaca-1"})) == []
+        assert len(list(session.get_objects({pkcs11.Attribute.LABEL: "mdoc-iaca-2"}))) == 2
+    assert not ks.has("mdoc-iaca-1") and ks.labels() == ["mdoc-iaca-2"]
+    assert not Pkcs11KeyStore(SOFTHSM2, token, PIN).has("mdoc-iaca-1")
+    with pytest.raises(KeyNotFound):
+        ks.signer("mdoc-iaca-1")
+    with pytest.raises(KeyNotFound):
+        before.sign(b"x")
+    with pytest.raises(KeyNotFound):
+        ks.destroy("mdoc-iaca-1")
+    with pytest.raises(KeyStoreError, match="invalid key label"):
+        ks.destroy("../x")
+    assert ks.signer("mdoc-iaca-2").sign(b"x")
+
+
+def test_an_iaca_revoked_with_its_key_destroyed_leaves_nothing_on_the_token(token, tmp_path):
+    """The mdoc PKI over the token: ``mcred mdoc iaca revoke 1 --destroy-key`` destroys the
+    IACA's pair in the token; its certificate is still served (read from the registry), and
+    the next generation's keys in the same token sign its CRL."""
+    from sqlalchemy.orm import sessionmaker
+
+    from issuer.mdoc.service import MdocService
+    from mcred.db import make_engine, migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    migrate(engine)
+    svc = MdocService(sessionmaker(engine, expire_on_commit=False), Pkcs11KeyStore(SOFTHSM2, token, PIN),
+                      "http://issuer.test")
+    first = svc.setup()[0].certificate
+    done = svc.revoke_iaca(1, "cACompromise", destroy_key=True)
+    assert done.key_destruction.changed and not done.key_destruction.found_absent
+    with pkcs11.lib(SOFTHSM2).get_token(token_label=token).open() as session:
+        assert list(session.get_objects({pkcs11.Attribute.LABEL: "mdoc-iaca-1"})) == []
+        assert len(list(session.get_objects({pkcs11.Attribute.LABEL: "mdoc-iaca-2"}))) == 2
+    assert svc.iaca_certificate(1) == first and svc.trusted_iacas() == [svc.iaca_certificate()]
+    crl = svc.iaca_crl(2)
+    assert crl.is_signature_valid(svc.iaca_certificate().public_key())
+    assert not svc.destroy_key("mdoc-iaca-1").changed
+    engine.dispose()

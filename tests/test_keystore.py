@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -116,3 +117,51 @@ def test_the_key_directory_is_never_open_to_others_even_for_a_moment(tmp_path, m
         os.umask(old)
     assert seen == [0o700]
     assert stat.S_IMODE((tmp_path / "keys").stat().st_mode) == 0o700
+
+
+def test_a_file_key_destroyed_is_gone_from_disk_durably_and_from_the_store(tmp_path, monkeypatch):
+    """``destroy``: the file's bytes overwritten, the file unlinked and the directory fsynced
+    (the removal survives a crash, as ``create``'s link does); the store, and a second store
+    on the same directory, find no key from then on; the other keys stay; a second destroy
+    is ``KeyNotFound`` (nothing to destroy), as a label never made is."""
+    import issuer.keystore
+
+    ks = FileKeyStore(tmp_path / "k", passphrase=b"pw")
+    ks.create("mdoc-iaca-1", "p256").sign(b"x")  # opened, so cached
+    ks.create("mdoc-iaca-2", "p256")
+    other = FileKeyStore(tmp_path / "k", passphrase=b"pw")
+    path = tmp_path / "k" / "mdoc-iaca-1.pem"
+    written: list[bytes] = []
+    synced: list[Path] = []
+    real_write = os.write
+    monkeypatch.setattr(issuer.keystore.os, "write", lambda fd, data: written.append(bytes(data)) or real_write(fd, data))
+    monkeypatch.setattr(issuer.keystore, "_fsync_dir", lambda d: synced.append(Path(d)))
+    size = path.stat().st_size
+    ks.destroy("mdoc-iaca-1")
+    assert written == [bytes(size)] and synced == [tmp_path / "k"]
+    assert not path.exists() and not ks.has("mdoc-iaca-1") and not other.has("mdoc-iaca-1")
+    assert ks.labels() == ["mdoc-iaca-2"]
+    for store in (ks, other):
+        with pytest.raises(KeyNotFound):
+            store.signer("mdoc-iaca-1")
+    with pytest.raises(KeyNotFound):
+        ks.destroy("mdoc-iaca-1")
+    with pytest.raises(KeyNotFound):
+        ks.destroy("never-made")
+    with pytest.raises(KeyStoreError, match="invalid key label"):
+        ks.destroy("../mdoc-iaca-2")
+    assert ks.signer("mdoc-iaca-2").sign(b"x")
+
+
+def test_a_memory_key_destroyed_is_gone():
+    from issuer.keystore import MemoryKeyStore
+
+    ks = MemoryKeyStore()
+    ks.create("a", "p256")
+    ks.create("b", "p256")
+    ks.destroy("a")
+    assert ks.labels() == ["b"] and not ks.has("a")
+    with pytest.raises(KeyNotFound):
+        ks.signer("a")
+    with pytest.raises(KeyNotFound):
+        ks.destroy("a")

@@ -108,6 +108,12 @@ signer, revoked or not: refused with 409 provisioning-refused for the signer sig
 while the current IACA can sign no MSO (its last months, its end) when it has phones; else a
 job that refreshes each phone as an mdoc refresh does (re-issued or refused, by the model's
 word on a refresh) and leaves a phone whose mdoc of it is on hold (``on-hold``).
+
+A signer's key destroyed is in the model too (specs/issuer-keys.md, "A signer's key destroyed"):
+a rule destroys the key of any revoked IACA, document signer or status-list signer (``POST
+/trust/key-destructions``, by number, label or serial; again: ``already``) and is refused,
+nothing changed, for the one signing now (the current IACA, the staged one, the DS of the next
+MSO). Nothing an outsider sees changes: every invariant holds after it as before.
 """
 
 from __future__ import annotations
@@ -398,6 +404,8 @@ class Lifecycle(RuleBasedStateMachine):
         self.staged_at: dt.datetime | None = None
         #: the IACA generations revoked (taken out of trust): their reason and when
         self.withdrawn: dict[int, tuple[str, dt.datetime]] = {}
+        #: the signers whose private key was destroyed (:meth:`destroy_key`), by label: when
+        self.destroyed: dict[str, dt.datetime] = {}
         self.holder_ids: dict[int, str] = {}
         self.phones: dict[str, PhoneModel] = {}
         self.creds: dict[object, Cred] = {}
@@ -1692,6 +1700,61 @@ class Lifecycle(RuleBasedStateMachine):
             mine = [c for c in self.creds.values() if c.kind == "mdoc" and c.ds_serial == s and c.status == "valid"]
             assert info["affected_mdocs"] == len(mine), (info, [_key(c) for c in mine])
 
+    @precondition(lambda self: self.creds)  # something signed: MSOs, lists
+    @rule(data=st.data(), name=st.sampled_from(["label", "serial", "number"]))
+    def destroy_key(self, data, name):
+        """A signer's private key destroyed (``mcred mdoc key destroy``, ``POST
+        /trust/key-destructions``; specs/issuer-keys.md, "A signer's key destroyed"): any
+        revoked IACA, document signer or status-list signer the model knows (whatever the
+        reason: destroyed, recorded, its certificate still published; again: ``already``,
+        nothing changed), or one signing now, refused with 409 signer-still-signing and nothing
+        changed: the current IACA, the staged one (while a rollover would start it), the DS the
+        next MSO is signed by (in its last 90 days it may have been replaced already: either).
+        What outsiders see does not change: the invariants hold after it as before (a revoked
+        IACA's CRL and lists answer 410 iaca-withdrawn, its generation's certificate is served,
+        the IACA CRL lists a revoked signer, its lists are re-signed by new signers)."""
+        staged, edge = self._staged_now()
+        targets = [("iaca", g) for g in range(1, len(self.iacas) + 1)
+                   if g in self.withdrawn or g == self.current or (g == self.staged and staged is not None)]
+        targets += [("signer", s) for s, m in self.signers.items()
+                    if m.revoked_at is not None or (s == self.ds_expect and m.purpose == PURPOSE_DS)]
+        what, n = data.draw(st.sampled_from(targets), label="key")
+        if what == "iaca":
+            cert, label = self.iacas[n - 1], f"mdoc-iaca-{n}"
+            ref = {"number": str(n), "label": label, "serial": format(cert.serial_number, "x")}[name]
+            refuse = None if n == self.staged and edge else n not in self.withdrawn
+            said = f"IACA {n} ({'revoked' if n in self.withdrawn else 'current' if n == self.current else 'staged'})"
+        else:
+            m = self.signers[n]
+            cert, label = None, m.label
+            ref = m.label if name != "serial" and m.label else format(n, "x")
+            due = _now() > m.not_after - DS_MARGIN - EDGE
+            refuse = False if m.revoked_at is not None else None if due else True
+            said = f"{m.purpose} {m.label or format(n, 'x')} ({'revoked' if m.revoked_at else 'the one signing'})"
+        r = self.http.post("/trust/key-destructions", json={"signer": ref}, headers=self.auth)
+        if r.status_code == 409:
+            assert refuse is not False, (said, r.text)
+            assert r.json()["type"] == "/problems/signer-still-signing", (said, r.text)
+            event("key destruction refused: the signer signs now")
+            return
+        assert r.status_code == 200 and refuse is not True, (said, r.status_code, r.text)
+        got = r.json()
+        label = got["label"] if label is None else label
+        assert got["label"] == label and int(got["serial"], 16) == (n if what == "signer" else cert.serial_number), got
+        at = dt.datetime.fromisoformat(got["key_destroyed_at"])
+        if label in self.destroyed:
+            assert got["already"] and not got["changed"] and at == self.destroyed[label], (said, got)
+            event("a key destroyed again: already")
+        else:
+            assert got["changed"] and not got["already"] and not got["found_absent"], (said, got)
+            assert abs(at - _now()) < SLACK, (at, _now())
+            self.destroyed[label] = at
+            event(f"destroyed the key of a {'revoked' if refuse is False else 'retired'} {what}")
+        if what == "signer":
+            self.signers[n].label = label
+        else:  # its certificate still served by its generation
+            assert self.http.get(f"/trust/iaca-{n}.der").content == cert.public_bytes(serialization.Encoding.DER)
+
     # --- invariants ----------------------------------------------------------------------------
 
     def _iaca_crls_follow_the_model(self) -> None:
@@ -2348,7 +2411,9 @@ def test_lifecycle_iaca_revocation_scenario(quiet_disk, monkeypatch):
     and leaves the lost one on hold; found, it is re-issued by running again. Then a rollover,
     and the retired second IACA revoked (superseded), amended to cACompromise, asked again
     (nothing changes); its phones re-issued under the third. A document signer revoked, its
-    phones re-issued; another revoked, and its re-issue refused in the IACA's last months."""
+    phones re-issued; another revoked, and its re-issue refused in the IACA's last months. The
+    first IACA's key destroyed (refused while it signed; once revoked, destroyed, then
+    "already"), and the first document signer's once revoked: every invariant as before."""
     seen: set[str] = set()
     monkeypatch.setattr(f"{__name__}.event", seen.add)
     m = Lifecycle()
@@ -2363,8 +2428,12 @@ def test_lifecycle_iaca_revocation_scenario(quiet_disk, monkeypatch):
         phone0, phone1 = (next(p for p, x in m.phones.items() if x.holder == h) for h in (0, 1))
         step("stage_iaca", "vical")  # and a reader takes the VICAL right after
         step("reissue", _Picks(("iaca", 1)), False, "label")  # refused: it signs now
+        step("destroy_key", _Picks(("iaca", 1)), "number")  # refused: it signs now
         step("revoke_iaca", _Picks(1), "cACompromise", "serial")
         assert (m.current, m.staged, sorted(m.withdrawn)) == (2, None, [1])
+        step("destroy_key", _Picks(("iaca", 1)), "serial")  # its key gone; the invariants as before
+        step("destroy_key", _Picks(("iaca", 1)), "label")  # already
+        assert "mdoc-iaca-1" in m.destroyed
         step("hold", _Picks(phone1), "all")
         _travel(m, _now() + dt.timedelta(seconds=STATUS_TTL + 60))  # the kept reader's lists: gone
         m.outsiders_see_the_model()
@@ -2382,6 +2451,7 @@ def test_lifecycle_iaca_revocation_scenario(quiet_disk, monkeypatch):
         assert {m.creds[p.held["mdoc"]].gen for p in m.phones.values()} == {3}
         ds = m.ds_expect  # a document signer revoked: its phones re-issued under the next one
         step("revoke_signer", _Picks(ds), PURPOSE_DS, "keyCompromise", "label")
+        step("destroy_key", _Picks(("signer", ds)), "serial")  # still on the IACA CRL, its MSOs refused
         step("reissue", _Picks(("ds", ds)), True, "serial")
         assert {m.creds[p.held["mdoc"]].ds_serial for p in m.phones.values()} == {m.ds_expect} != {ds}
         ds = m.ds_expect
@@ -2400,5 +2470,7 @@ def test_lifecycle_iaca_revocation_scenario(quiet_disk, monkeypatch):
                  "the kept reader refused an mdoc of a revoked IACA, its CRL or list gone",
                  "re-issued a phone's mdoc of a revoked iaca", "re-issue: a phone on hold left",
                  "re-issued a phone's mdoc of a revoked ds", "re-issue refused: the IACA closing",
-                 "a reader that took the vical with the IACA staged took an mdoc of it"):
+                 "a reader that took the vical with the IACA staged took an mdoc of it",
+                 "key destruction refused: the signer signs now", "destroyed the key of a revoked iaca",
+                 "a key destroyed again: already", "destroyed the key of a revoked signer"):
         assert what in seen, (what, sorted(seen))

@@ -57,7 +57,10 @@ _PUBLISHED = {304: {"description": "Not Modified: If-None-Match names the token 
                   (problems.IACA_ENDED, "the IACA of the list's mdocs is past its notAfter: its lists are not "
                                         "signed any more (every mdoc on it has expired)"),
                   (problems.IACA_WITHDRAWN, "the IACA of the list's mdocs was revoked (out of trust): its lists "
-                                            "are not signed any more (no reader trusts its mdocs)")), _UNAVAILABLE)}
+                                            "are not signed any more (no reader trusts its mdocs)"),
+                  (problems.SIGNER_KEY_DESTROYED, "the list needs a new status-list signer and the key of the IACA "
+                                                  "of its mdocs was destroyed (every mdoc on it has expired)")),
+                  _UNAVAILABLE)}
 
 
 def _not_found(list_id: str) -> Response:
@@ -107,7 +110,10 @@ def trust_router(service: Factory) -> APIRouter:
                                          _UNAVAILABLE)
     crl_refusals = problems.merge(problems.refusals(
         (problems.IACA_ENDED, "the IACA is past its notAfter: no CRL is issued for it"),
-        (problems.IACA_WITHDRAWN, "the IACA was revoked (out of trust): its key signs no CRL")), generation_refusals)
+        (problems.IACA_WITHDRAWN, "the IACA was revoked (out of trust): its key signs no CRL"),
+        (problems.SIGNER_KEY_DESTROYED, "the IACA's key was destroyed once every signer it certified had ended: "
+                                        "the CRL it signed last is served until an hour before its nextUpdate, "
+                                        "none after")), generation_refusals)
 
     def pem(*certs: x509.Certificate) -> Response:
         return Response(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs),
@@ -123,7 +129,10 @@ def trust_router(service: Factory) -> APIRouter:
 
     vical_crl_refusals = problems.merge(problems.refusals(
         (problems.UNKNOWN_VICAL_CA, "no VICAL CA of that generation"),
-        (problems.VICAL_CA_ENDED, "the VICAL CA is past its notAfter: no CRL is issued for it")), _UNAVAILABLE)
+        (problems.VICAL_CA_ENDED, "the VICAL CA is past its notAfter: no CRL is issued for it"),
+        (problems.SIGNER_KEY_DESTROYED, "the VICAL CA's key was destroyed once every VICAL signer it certified "
+                                        "had ended: the CRL it signed last is served until an hour before its "
+                                        "nextUpdate, none after")), _UNAVAILABLE)
 
     def vical_crl(generation: int) -> Response:
         body = service().vical_ca_crl(generation).public_bytes(serialization.Encoding.DER)

@@ -170,6 +170,11 @@ IACA_ALREADY_STAGED = ProblemType(409, "iaca-already-staged", "A next IACA gener
 SIGNER_REVOCATION_REFUSED = ProblemType(400, "signer-revocation-refused", "Signer revocation refused")
 KEYSTORE_ERROR = ProblemType(503, "keystore-error", "Issuer keystore unavailable")
 KEY_NOT_FOUND = ProblemType(503, "key-not-found", "Issuer key not found")
+SIGNER_KEY_DESTROYED = ProblemType(410, "signer-key-destroyed", "The signer's private key was destroyed")
+SIGNER_STILL_SIGNING = ProblemType(409, "signer-still-signing",
+                                   "Key not destroyed: the signer signs now (or, staged, will)")
+CA_DUTIES_REMAIN = ProblemType(409, "ca-duties-remain",
+                               "Key not destroyed: the retired CA still signs for certificates it issued")
 
 
 def register(cls: type[BaseException], kind: ProblemType) -> None:
@@ -207,6 +212,9 @@ def _register_issuer_errors() -> None:
     register(me.UnknownVicalCa, UNKNOWN_VICAL_CA)
     register(me.VicalCaEnded, VICAL_CA_ENDED)
     register(me.SignerRevocationError, SIGNER_REVOCATION_REFUSED)
+    register(me.SignerKeyDestroyed, SIGNER_KEY_DESTROYED)
+    register(me.SignerStillSigning, SIGNER_STILL_SIGNING)
+    register(me.CaDutiesRemain, CA_DUTIES_REMAIN)
     register(KeyStoreError, KEYSTORE_ERROR)
     register(KeyNotFound, KEY_NOT_FOUND)
 

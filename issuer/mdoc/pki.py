@@ -24,6 +24,11 @@ published at the URL its certificates carry (generation 1: ``/trust/iaca.crl``, 
 generations existed; generation N: ``/trust/iaca-N.crl``), and the status lists of the
 mdocs its document signers signed keep being signed by a status-list signer it issued (a
 reader takes a list only from a signer under the IACA of the mdoc's own chain).
+
+Certificates are read from the ``issuer_keys`` rows (:class:`SignerCertificate`), keys only to
+sign (:class:`ActiveKey`): a signer's key may be destroyed once no duty needs it
+(:meth:`MdocPki.destroy_key`, specs/issuer-keys.md "A signer's key destroyed") and its
+certificate is still published; what would sign with it raises :class:`SignerKeyDestroyed`.
 """
 
 from __future__ import annotations
@@ -38,14 +43,18 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from issuer.db import IssuerKey, StatusList
-from issuer.keystore import CoseSignerAdapter, KeyStoreError
+from issuer.keystore import CoseSignerAdapter, KeyNotFound, KeyStoreError
 from issuer.mdoc.errors import (
+    CaDutiesRemain,
     IacaAlreadyStaged,
     IacaEnded,
     IacaWithdrawn,
+    KeyDestructionRefused,
     MdocKeyError,
     MdocKeysMissing,
+    SignerKeyDestroyed,
     SignerRevocationError,
+    SignerStillSigning,
     UnknownIaca,
     UnknownSigner,
     UnknownVicalCa,
@@ -116,6 +125,43 @@ class ActiveKey:
     def not_valid_after(self) -> dt.datetime:
         """The certificate's notAfter (aware, UTC), read once: every MSO it signs is cut there."""
         return self.certificate.not_valid_after_utc
+
+
+@dataclass(frozen=True)
+class SignerCertificate:
+    """A key of the PKI as its certificate alone, read from its ``issuer_keys`` row without
+    the key store: what publishing it (``/trust/iaca-N.pem``, the bundle, the VICAL, the
+    listings) and naming it as a CRL's or a new signer's issuer need. A signer whose key
+    was destroyed (:meth:`MdocPki.destroy_key`) still has one; :class:`ActiveKey` is for
+    signing."""
+
+    label: str
+    purpose: str
+    certificate: x509.Certificate
+    #: the label of the IACA that issued this signer's certificate (None for an IACA)
+    iaca_label: str | None = None
+    #: when its private key was destroyed (None: the key store holds it)
+    key_destroyed_at: dt.datetime | None = None
+
+    @functools.cached_property
+    def der(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.DER)
+
+    @functools.cached_property
+    def not_valid_after(self) -> dt.datetime:
+        return self.certificate.not_valid_after_utc
+
+
+@dataclass(frozen=True)
+class KeyDestruction:
+    """What :meth:`MdocPki.destroy_key` did: the signer's row as it is now, whether this call
+    destroyed its key (False: destroyed before, ``already``), and whether the key store held
+    no key to destroy (``found_absent``: gone already, e.g. destroyed by a call whose record
+    was rolled back; recorded as destroyed now)."""
+
+    row: IssuerKey
+    changed: bool
+    found_absent: bool = False
 
 
 @dataclass(frozen=True)
@@ -197,25 +243,48 @@ class MdocPki:
         return rows[-1] if rows else None
 
     def _activekey(self, row: IssuerKey, iaca_label: str | None = None) -> ActiveKey:
+        """``row`` ready to sign: its key from the key store (:class:`SignerKeyDestroyed`
+        when it was destroyed: :meth:`_certkey` reads the certificate alone)."""
+        return ActiveKey(row.label, row.purpose, self._cert(row), CoseSignerAdapter(self._signer(row)), iaca_label)
+
+    def _certkey(self, row: IssuerKey, iaca_label: str | None = None) -> SignerCertificate:
+        """``row``'s certificate, read from the registry alone (the key store is not asked)."""
+        return SignerCertificate(row.label, row.purpose, self._cert(row), iaca_label, row.key_destroyed_at)
+
+    def _signer(self, row: IssuerKey, what: str = "signs nothing more"):  # noqa: ANN202 - a keystore Signer
+        """The key store's signer of ``row``: :class:`SignerKeyDestroyed` once its key was
+        destroyed (it ``what``), :class:`MdocKeyError` when the store cannot give it."""
+        if row.key_destroyed_at is not None:
+            raise SignerKeyDestroyed(f"the key of {row.label} was destroyed at "
+                                     f"{row.key_destroyed_at:%Y-%m-%d %H:%M:%S} UTC: it {what}")
         try:
-            signer = CoseSignerAdapter(self.keystore.signer(row.label))
+            return self.keystore.signer(row.label)
         except KeyStoreError as exc:
             raise MdocKeyError(f"{row.purpose} key {row.label}: {exc}") from exc
-        return ActiveKey(row.label, row.purpose, self._cert(row), signer, iaca_label)
+
+    def _iaca_by_ref(self, session: Session, ref: str | int) -> IssuerKey:
+        """The row of IACA generation ``ref`` (its label ``mdoc-iaca-2`` or number 2)."""
+        label = ref if isinstance(ref, str) else f"{_LABEL_PREFIX[PURPOSE_IACA]}-{ref}"
+        row = next((r for r in self._rows(session, PURPOSE_IACA) if r.label == label), None)
+        if row is None:
+            raise UnknownIaca(f"no IACA generation {ref!r}")
+        return row
 
     def iaca(self, session: Session, ref: str | int | None = None) -> ActiveKey:
         """IACA generation ``ref`` (its label ``mdoc-iaca-2`` or number 2; None: the
-        current one, which must exist)."""
+        current one, which must exist), ready to sign: its key is needed
+        (:meth:`iaca_certificate_of` reads its certificate alone)."""
         if ref is None:
             row = self._active(session, PURPOSE_IACA)
             if row is None:
                 raise MdocKeysMissing("no IACA yet: run issuance once or `mcred export iaca`")
             return self._activekey(row)
-        label = ref if isinstance(ref, str) else f"{_LABEL_PREFIX[PURPOSE_IACA]}-{ref}"
-        row = next((r for r in self._rows(session, PURPOSE_IACA) if r.label == label), None)
-        if row is None:
-            raise UnknownIaca(f"no IACA generation {ref!r}")
-        return self._activekey(row)
+        return self._activekey(self._iaca_by_ref(session, ref))
+
+    def iaca_certificate_of(self, session: Session, ref: str | int) -> x509.Certificate:
+        """The certificate of IACA generation ``ref`` (label or number), read from the
+        registry: published whatever became of its key (revoked, destroyed)."""
+        return self._cert(self._iaca_by_ref(session, ref))
 
     def trusted_iacas(self, session: Session, now: dt.datetime) -> list[x509.Certificate]:
         """The IACAs a reader needs at ``now``, the current one first: it, the staged next
@@ -223,7 +292,7 @@ class MdocPki:
         every older generation still valid that issued a signer still valid (an MSO or a
         status list it signed may still be presented), but none revoked (:meth:`revoke_iaca`);
         made when there is none yet."""
-        current = self.ensure_iaca(session, now)
+        current = self.ensure_iaca_certificate(session, now)
         staged = self.staged_iaca(session, now)
         signers = [self._cert(r) for p in (PURPOSE_DS, PURPOSE_STATUS) for r in self._rows(session, p)]
         out = [current.certificate] + ([self._cert(staged)] if staged is not None else [])
@@ -298,11 +367,19 @@ class MdocPki:
         return row
 
     def ensure_iaca(self, session: Session, now: dt.datetime) -> ActiveKey:
-        """The current IACA, made when there is none."""
+        """The current IACA ready to sign, made when there is none."""
         row = self._active(session, PURPOSE_IACA)
         if row is not None:
             return self._activekey(row)
         return self._new_iaca(session, now)
+
+    def ensure_iaca_certificate(self, session: Session, now: dt.datetime) -> SignerCertificate:
+        """The current IACA's certificate (the key store is not asked), made when there is none."""
+        row = self._active(session, PURPOSE_IACA)
+        if row is not None:
+            return self._certkey(row)
+        made = self._new_iaca(session, now)
+        return SignerCertificate(made.label, made.purpose, made.certificate)
 
     def _new_iaca(self, session: Session, now: dt.datetime, active: bool = True) -> ActiveKey:
         label = self._next_label(session, PURPOSE_IACA)
@@ -381,7 +458,7 @@ class MdocPki:
         return [r for p in purposes for r in self._rows(session, p) if self._cert(r).issuer == subject]
 
     def _ensure_signer(self, session: Session, purpose: str, now: dt.datetime,
-                       force: bool = False, root: ActiveKey | None = None) -> ActiveKey:
+                       force: bool = False, root: ActiveKey | SignerCertificate | None = None) -> ActiveKey:
         """The active signer of ``purpose`` under the IACA ``root`` (default: the current
         IACA; else as the caller just read it in ``session``), made when missing, stale or
         ``force``. In the IACA's last ``rollover_margin`` a document signer is refused (its
@@ -389,7 +466,7 @@ class MdocPki:
         its own end, or made to the IACA's end: the lists of its mdocs are published while
         the IACA lasts. Past the IACA's end, :class:`IacaEnded`."""
         if root is None:
-            root = self.ensure_iaca(session, now)
+            root = self.ensure_iaca_certificate(session, now)  # its key only to certify a new signer
         row = self._active(session, purpose, root)
         if row is not None and not force:
             cert = self._cert(row)
@@ -408,6 +485,8 @@ class MdocPki:
                 return self._activekey(row, root.label)  # kept to its end, as the IACA's lists
             # else a status-list signer to the IACA's end, however short: its lists are
             # published while the IACA lasts
+        # the IACA's key first: no key is made for a signer its IACA (its key destroyed) could not certify
+        iaca_signer = self._signer(session.get(IssuerKey, root.label), "certifies no new signer")
         label = self._next_label(session, purpose)
         signer = self._key(label)
         make = iaca.document_signer_builder if purpose == PURPOSE_DS else iaca.status_list_signer_builder
@@ -418,7 +497,6 @@ class MdocPki:
             not_before=max(now - self.config.backdate, root.certificate.not_valid_before_utc), not_after=end,
             crl_uri=self.crl_uri_for(root.label), organization=self.config.organization,
         )
-        iaca_signer = self.keystore.signer(root.label)
         cert = iaca_signer.sign_certificate(builder)
         return self._activekey(self._record(session, label, purpose, cert, signer.algorithm, now), root.label)
 
@@ -433,9 +511,11 @@ class MdocPki:
     def status_signer(self, session: Session, now: dt.datetime, iaca_label: str | None = None) -> ActiveKey:
         """The status-list signer at ``now`` (same rollover rule) under IACA ``iaca_label``
         (the IACA of the list's mdocs; None: the current IACA)."""
-        root = None if iaca_label is None else self.iaca(session, iaca_label)
-        if root is not None:
-            self._refuse_withdrawn(session, root.label, "signs no status list")
+        root = None
+        if iaca_label is not None:  # read without its key: a revoked one is refused as such
+            row = self._iaca_by_ref(session, iaca_label)
+            self._refuse_withdrawn(session, row.label, "signs no status list")
+            root = self._certkey(row)
         return self._ensure_signer(session, PURPOSE_STATUS, now, root=root)
 
     def rollover_ds(self, session: Session, now: dt.datetime) -> ActiveKey:
@@ -484,7 +564,7 @@ class MdocPki:
                 self._cert(row).not_valid_after_utc - c.rollover_margin or crl_url(self._cert(row)) is None:
             label = self._next_label(session, PURPOSE_VICAL)
             key = self._key(label)
-            cert = self.keystore.signer(ca_row.label).sign_certificate(iaca.vical_signer_builder(
+            cert = self._signer(ca_row, "certifies no new VICAL signer").sign_certificate(iaca.vical_signer_builder(
                 key.public_key(), ca, common_name=f"mcred VICAL signer {generation(label)} (simulated)",
                 not_before=max(now - c.backdate, ca.not_valid_before_utc),
                 not_after=min(now + c.signer_validity, ca.not_valid_after_utc),
@@ -565,7 +645,7 @@ class MdocPki:
         number = max((stored.crl_number + 1) if stored else 1, int(this_update.timestamp()))
         builder = ca_crl.crl_builder(cert, number=number, this_update=this_update, next_update=next_update,
                                      revoked=revoked(min(stored.this_update, now) if stored else None))
-        crl = self.keystore.signer(label).sign_crl(builder)
+        crl = self._signer(session.get(IssuerKey, label), "issues no CRL any more").sign_crl(builder)
         body = crl.public_bytes(serialization.Encoding.DER)
         if stored is None:
             stored = IacaCrl(iaca_label=label)
@@ -707,6 +787,111 @@ class MdocPki:
         return IacaRevocation(row, True, None, root, staged.created_at if staged is not None else None,
                               ds, status, tuple(retired))
 
+    # -- a signer's key destroyed ---------------------------------------------------------
+
+    #: the purposes whose keys :meth:`destroy_key` takes (the mdoc PKI's: never a JPKI or TSA key)
+    DESTROYABLE = (PURPOSE_IACA, PURPOSE_DS, PURPOSE_STATUS, PURPOSE_VICAL, PURPOSE_VICAL_CA)
+
+    def key_row(self, session: Session, ref: str) -> IssuerKey:
+        """The signer of the mdoc PKI ``ref`` names, as the revoke commands take it: an IACA's
+        number (``2``), any signer's label (``mdoc-ds-3``, ``mdoc-vical-ca-1``) or certificate
+        serial in hex (:func:`protocols.certs.parse_serial`)."""
+        text = str(ref).strip()
+        try:
+            if text.isdigit() and len(text) <= 4:
+                return self.iaca_row(session, text)
+            return self.signer_row(session, text, self.DESTROYABLE)
+        except (UnknownSigner, UnknownIaca):
+            raise UnknownSigner(f"no mdoc signer with label, serial or IACA number {ref!r} (mcred mdoc iaca "
+                                "list, mcred mdoc ds list, mcred status-list signer list, mcred mdoc "
+                                "vical-signer list show them)") from None
+
+    def key_duty(self, session: Session, row: IssuerKey, now: dt.datetime) -> KeyDestructionRefused | None:
+        """Why the key of ``row`` may not be destroyed at ``now`` (the refusal to raise), or
+        None: a revoked signer's never has a duty (it signs nothing more, whatever the
+        reason), nor a retired document, status-list or VICAL signer's (a newer generation
+        signs in its place; none is ever started again), nor that of a CA past its end. The
+        signers signing now are refused (:class:`SignerStillSigning`): the current IACA,
+        document signer, status-list signer (one per IACA) and VICAL signer, the current
+        VICAL CA, and a staged IACA (the next rollover starts it). So is a retired CA that
+        still signs for what it issued (:class:`CaDutiesRemain`): an older IACA while a
+        document signer it certified has not expired (the MSOs it signed may be presented:
+        readers look the signer up on the IACA's CRL, and the lists of those mdocs need
+        status-list signers it certifies), an older VICAL CA while a VICAL signer it
+        certified has not (its CRL)."""
+        if row.revoked_at is not None:
+            return None
+        cert = self._cert(row)
+        names = {PURPOSE_IACA: "IACA", PURPOSE_DS: "document signer", PURPOSE_STATUS: "status-list signer",
+                 PURPOSE_VICAL: "VICAL signer", PURPOSE_VICAL_CA: "VICAL CA"}
+        name = names[row.purpose]
+        if row.active:
+            how = {PURPOSE_IACA: "revoke it (mcred mdoc iaca revoke) or roll it over (mcred mdoc iaca rollover) "
+                                 "first",
+                   PURPOSE_DS: "revoke it (mcred mdoc ds revoke) or roll it over (mcred mdoc ds rollover) first",
+                   PURPOSE_STATUS: "it signs its IACA's status lists: revoke it (mcred status-list signer revoke) "
+                                   "first",
+                   PURPOSE_VICAL: "revoke it (mcred mdoc vical-signer revoke) first",
+                   PURPOSE_VICAL_CA: "it is replaced in its last 90 days"}[row.purpose]
+            return SignerStillSigning(f"the {name} {row.label} is the one signing now: its key is needed; {how}")
+        if row.purpose == PURPOSE_IACA:
+            staged = self.staged_iaca(session, now)
+            if staged is not None and staged.label == row.label:
+                return SignerStillSigning(
+                    f"the IACA {row.label} is staged (in the trust bundle since "
+                    f"{row.created_at:%Y-%m-%d %H:%M} UTC): the next rollover starts it and it signs from then on; "
+                    "revoke it first (mcred mdoc iaca revoke)", duty="staged")
+        if row.purpose not in (PURPOSE_IACA, PURPOSE_VICAL_CA) or not now < cert.not_valid_after_utc:
+            return None
+        issued = PURPOSE_DS if row.purpose == PURPOSE_IACA else PURPOSE_VICAL
+        valid = [r for r in self._rows(session, issued)
+                 if self._cert(r).issuer == cert.subject and now < self._cert(r).not_valid_after_utc]
+        if not valid:
+            return None
+        until = max(self._cert(r).not_valid_after_utc for r in valid)
+        what = ("the MSOs they signed may still be presented: readers look their signer up on its CRL, and "
+                "their status lists need the status-list signers it certifies" if row.purpose == PURPOSE_IACA
+                else "readers look them up on its CRL")
+        return CaDutiesRemain(
+            f"the {name} {row.label} is retired, not revoked, and still certifies {len(valid)} {names[issued]}(s) "
+            f"that have not expired ({', '.join(r.label for r in valid[:5])}{', ...' if len(valid) > 5 else ''}; "
+            f"the last ends {until:%Y-%m-%d %H:%M} UTC): {what}; its key may be destroyed after that, or once it "
+            "is revoked", until=until)
+
+    def destroy_key(self, session: Session, ref: str, now: dt.datetime) -> KeyDestruction:
+        """Destroy the private key of the signer ``ref`` names (:meth:`key_row`) in the key
+        store, when no duty needs it (:meth:`key_duty`: refused otherwise, nothing changed),
+        and record when on its row (``key_destroyed_at``). Its certificate stays in the
+        registry and is published as before (the trust bundle, ``/trust/iaca-N.pem``, the
+        listings, the VICAL, the chains of the CRLs it is on); what would sign with the key
+        answers :class:`SignerKeyDestroyed`.
+
+        Idempotent: a key destroyed before is left as it is (``changed`` False). The key is
+        destroyed before the caller's transaction commits: a transaction rolled back after it
+        leaves the key gone and no record, and the next call finds no key to destroy and
+        records it then (``found_absent``)."""
+        row = self.key_row(session, ref)
+        if row.purpose == PURPOSE_IACA:
+            self.lock_iacas(session)  # what a rollover, staging or revocation committed, read after it
+        else:  # the row taken (PostgreSQL: its lock; SQLite: the write lock) and read afresh
+            session.execute(update(IssuerKey).where(IssuerKey.label == row.label)
+                            .values(key_destroyed_at=IssuerKey.key_destroyed_at)
+                            .execution_options(synchronize_session=False))
+        session.refresh(row)
+        if row.key_destroyed_at is not None:
+            return KeyDestruction(row, False)
+        refusal = self.key_duty(session, row, now)
+        if refusal is not None:
+            raise refusal
+        try:
+            self.keystore.destroy(row.label)
+            absent = False
+        except KeyNotFound:
+            absent = True
+        row.key_destroyed_at = now
+        session.flush()
+        return KeyDestruction(row, True, absent)
+
     def revoked_signers(self, session: Session, root: x509.Certificate,
                         since: dt.datetime | None) -> list[tuple[x509.Certificate, IssuerKey]]:
         """Revoked signer certificates issued by ``root`` that had not expired at ``since``
@@ -732,7 +917,8 @@ class MdocPki:
         :data:`CRL_REFRESH` remains before its nextUpdate. The CRL number only grows.
         ``iaca_label``: the IACA generation (label or number; None: the current one); an
         IACA past its notAfter has no new CRL (:class:`IacaEnded`)."""
-        root = self.ensure_iaca(session, now) if iaca_label is None else self.iaca(session, iaca_label)
+        root = (self.ensure_iaca_certificate(session, now) if iaca_label is None
+                else self._certkey(self._iaca_by_ref(session, iaca_label)))  # its key only to sign, below
         self._refuse_withdrawn(session, root.label, "issues no CRL")
         if not now < root.certificate.not_valid_after_utc:
             raise IacaEnded(f"the IACA {root.label} ended {root.certificate.not_valid_after_utc}: "

@@ -7,6 +7,7 @@ hands it to the HTTP routers (:mod:`issuer.api.mdoc`), the CLI and the TSM's
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 from collections.abc import Callable
@@ -52,13 +53,16 @@ class SignerInfo:
     affected_mdocs: int
     #: the label of the IACA generation that issued it (None for an IACA)
     iaca: str | None = None
+    #: when its private key was destroyed (:meth:`MdocService.destroy_key`; None: it is kept)
+    key_destroyed_at: dt.datetime | None = None
 
     def to_json(self) -> dict:
         return {"label": self.label, "purpose": self.purpose, "serial": self.serial,
                 "subject": self.subject, "not_before": self.not_before.isoformat(),
                 "not_after": self.not_after.isoformat(), "active": self.active,
                 "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
-                "reason": self.reason, "affected_mdocs": self.affected_mdocs, "iaca": self.iaca}
+                "reason": self.reason, "affected_mdocs": self.affected_mdocs, "iaca": self.iaca,
+                "key_destroyed_at": self.key_destroyed_at.isoformat() if self.key_destroyed_at else None}
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,8 @@ class SignerRevocationResult:
     info: SignerInfo
     changed: bool
     amended_from: str | None = None
+    #: the destruction of its key that followed (``destroy_key``), or None: not asked
+    key_destruction: KeyDestructionResult | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,8 @@ class IacaRevocationResult:
     retired_signers: tuple[str, ...]
     #: the phones that hold a valid mdoc under the revoked IACA (they need new MSOs)
     affected_phones: tuple[str, ...]
+    #: the destruction of its key that followed (``destroy_key``), or None: not asked
+    key_destruction: KeyDestructionResult | None = None
 
     def to_json(self) -> dict:
         """The answer of ``mcred mdoc iaca revoke --json`` and POST /trust/iaca-revoke."""
@@ -140,12 +148,15 @@ class VicalSignerInfo:
     reason: str | None
     ca: str | None
     crl: str | None
+    #: when its private key was destroyed (None: it is kept)
+    key_destroyed_at: dt.datetime | None = None
 
     def to_json(self) -> dict:
         return {"label": self.label, "purpose": "vical-signer", "serial": self.serial, "subject": self.subject,
                 "not_before": self.not_before.isoformat(), "not_after": self.not_after.isoformat(),
                 "active": self.active, "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
-                "reason": self.reason, "ca": self.ca, "crl": self.crl}
+                "reason": self.reason, "ca": self.ca, "crl": self.crl,
+                "key_destroyed_at": self.key_destroyed_at.isoformat() if self.key_destroyed_at else None}
 
 
 @dataclass(frozen=True)
@@ -159,12 +170,40 @@ class VicalSignerRevocationResult:
     amended_from: str | None
     signing: VicalSignerInfo
     vical_issue_id: int
+    #: the destruction of its key that followed (``destroy_key``), or None: not asked
+    key_destruction: KeyDestructionResult | None = None
 
     def to_json(self) -> dict:
         """The answer of ``mcred mdoc vical-signer revoke --json`` and POST /trust/vical-signer-revocations."""
         return {**self.info.to_json(), "changed": self.changed, "amended_from": self.amended_from,
                 "signing": {"label": self.signing.label, "serial": self.signing.serial},
                 "vical_issue_id": self.vical_issue_id}
+
+
+@dataclass(frozen=True)
+class KeyDestructionResult:
+    """What :meth:`MdocService.destroy_key` did: the signer (never its key), when its key was
+    destroyed, whether this call destroyed it (False: ``already`` destroyed before), and
+    whether the key store held no key any more when it was asked (``found_absent``)."""
+
+    label: str
+    purpose: str
+    serial: str
+    subject: str
+    not_after: dt.datetime
+    revoked_at: dt.datetime | None
+    reason: str | None
+    key_destroyed_at: dt.datetime
+    changed: bool
+    found_absent: bool = False
+
+    def to_json(self) -> dict:
+        """The answer of ``mcred mdoc key destroy --json`` and POST /trust/key-destructions."""
+        return {"label": self.label, "purpose": self.purpose, "serial": self.serial, "subject": self.subject,
+                "not_after": self.not_after.isoformat(),
+                "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None, "reason": self.reason,
+                "key_destroyed_at": self.key_destroyed_at.isoformat(), "changed": self.changed,
+                "already": not self.changed, "found_absent": self.found_absent}
 
 
 class MdocService:
@@ -200,11 +239,11 @@ class MdocService:
         """The current IACA (made when there is none), or IACA generation ``generation``."""
         if generation is None:
             return run_transaction(self.sessions,
-                                   lambda s: self.pki.ensure_iaca(s, self.clock()).certificate)
+                                   lambda s: self.pki.ensure_iaca_certificate(s, self.clock()).certificate)
 
         def work(s: Session) -> x509.Certificate:
-            self.pki.ensure_iaca(s, self.clock())  # the first generation is made on first use
-            return self.pki.iaca(s, generation).certificate
+            self.pki.ensure_iaca_certificate(s, self.clock())  # the first generation is made on first use
+            return self.pki.iaca_certificate_of(s, generation)  # whatever became of its key
 
         return run_transaction(self.sessions, work)
 
@@ -299,7 +338,8 @@ class MdocService:
         """Every VICAL signer generation, oldest first (none before the first VICAL is signed)."""
         return run_transaction(self.sessions, lambda s: [self._vical_info(s, r) for r in self.pki._rows(s, PURPOSE_VICAL)])
 
-    def revoke_vical_signer(self, ref: str, reason: str, *, actor: str = "issuer") -> VicalSignerRevocationResult:
+    def revoke_vical_signer(self, ref: str, reason: str, *, actor: str = "issuer",
+                            destroy_key: bool = False) -> VicalSignerRevocationResult:
         """Revoke the VICAL signer ``ref`` names (label or serial; :meth:`MdocPki.revoke_vical_signer`:
         the reasons a document signer takes, keyCompromise amending another) and, in the same
         transaction, re-sign the published VICAL (``mdoc_vicals``): when the signer revoked was
@@ -307,7 +347,8 @@ class MdocService:
         the VICAL CA, with a higher issue ID. Its VICAL CA's CRL lists it from its next build
         (``/trust/vical-ca.crl``), so a reader that checks it refuses any VICAL the revoked key
         signs. Audited ``mdoc.vical-signer.revoke`` (``.amend`` when keyCompromise amends an
-        earlier reason)."""
+        earlier reason). ``destroy_key``: its key destroyed once the revocation is committed
+        (:meth:`destroy_key`)."""
 
         def work(s: Session) -> VicalSignerRevocationResult:
             now = self.clock()
@@ -328,7 +369,12 @@ class MdocService:
             return VicalSignerRevocationResult(info, changed, previous if changed else None,
                                                self._vical_info(s, signing), issue_id)
 
-        return run_transaction(self.sessions, work)
+        done = run_transaction(self.sessions, work)
+        if not destroy_key:
+            return done
+        gone = self.destroy_key(done.info.label, actor=actor)
+        return dataclasses.replace(done, info=dataclasses.replace(done.info, key_destroyed_at=gone.key_destroyed_at),
+                                   key_destruction=gone)
 
     def _vical_info(self, s: Session, row) -> VicalSignerInfo:  # noqa: ANN001
         from protocols.certs import crl_url
@@ -339,13 +385,13 @@ class MdocService:
         return VicalSignerInfo(row.label, format(cert.serial_number, "x"), cert.subject.rfc4514_string(),
                                cert.not_valid_before_utc, cert.not_valid_after_utc,
                                bool(row.active and row.revoked_at is None), row.revoked_at, row.revocation_reason,
-                               ca, crl_url(cert))
+                               ca, crl_url(cert), row.key_destroyed_at)
 
     def iaca_crl(self, generation: int | None = None) -> x509.CertificateRevocationList:
         """The CRL of the current IACA, or of IACA generation ``generation``."""
 
         def work(s: Session) -> x509.CertificateRevocationList:
-            self.pki.ensure_iaca(s, self.clock())  # the first generation is made on first use
+            self.pki.ensure_iaca_certificate(s, self.clock())  # the first generation is made on first use
             return self.pki.iaca_crl(s, self.clock(), iaca_label=generation)
 
         return run_transaction(self.sessions, work)
@@ -399,11 +445,15 @@ class MdocService:
 
         return run_transaction(self.sessions, work)
 
-    def revoke_iaca(self, ref: str | int, reason: str, *, actor: str = "issuer") -> IacaRevocationResult:
+    def revoke_iaca(self, ref: str | int, reason: str, *, actor: str = "issuer",
+                    destroy_key: bool = False) -> IacaRevocationResult:
         """Revoke IACA generation ``ref`` (:meth:`MdocPki.revoke_iaca`: out of the trust bundle
         and the VICAL, signing nothing more; the current one replaced at once by the staged or
         a new generation), audited ``mdoc.iaca.revoke`` (``mdoc.iaca.revoke.amend`` when a
-        compromise amends an earlier reason), with the phones whose mdocs it vouched for."""
+        compromise amends an earlier reason), with the phones whose mdocs it vouched for.
+        ``destroy_key``: its key destroyed once the revocation is committed (:meth:`destroy_key`;
+        a revoked IACA has no duty left), so that a transaction rolled back never leaves a
+        current IACA without its key."""
 
         def work(s: Session) -> IacaRevocationResult:
             now = self.clock()
@@ -427,6 +477,35 @@ class MdocService:
                 s.flush()
             return IacaRevocationResult(info, done.changed, done.amended_from, successor,
                                         done.retired_signers, tuple(phones))
+
+        done = run_transaction(self.sessions, work)
+        if not destroy_key:
+            return done
+        gone = self.destroy_key(done.info.label, actor=actor)
+        return dataclasses.replace(done, info=dataclasses.replace(done.info, key_destroyed_at=gone.key_destroyed_at),
+                                   key_destruction=gone)
+
+    def destroy_key(self, ref: str, *, actor: str = "issuer") -> KeyDestructionResult:
+        """Destroy the private key of the mdoc signer ``ref`` names (an IACA's number, any
+        signer's label or serial: :meth:`MdocPki.destroy_key`) when no duty needs it any more
+        (:class:`issuer.mdoc.errors.KeyDestructionRefused` otherwise, nothing changed): a
+        revoked signer's, whatever the reason, or one whose duties have all ended. Recorded
+        on its row (``key_destroyed_at``) and audited ``mdoc.key.destroy`` (with the signer's
+        serial, purpose, revocation reason, and ``found_absent`` when the store held no key
+        any more); a second call changes nothing and says so (``already``)."""
+
+        def work(s: Session) -> KeyDestructionResult:
+            done = self.pki.destroy_key(s, ref, self.clock())
+            row, cert = done.row, self.pki._cert(done.row)
+            serial = format(cert.serial_number, "x")
+            if done.changed:
+                s.add(AuditEvent(actor=actor, action="mdoc.key.destroy", subject=row.label, detail={
+                    "serial": serial, "purpose": row.purpose, "revoked": row.revoked_at is not None,
+                    "reason": row.revocation_reason, "found_absent": done.found_absent}))
+                s.flush()
+            return KeyDestructionResult(row.label, row.purpose, serial, cert.subject.rfc4514_string(),
+                                        cert.not_valid_after_utc, row.revoked_at, row.revocation_reason,
+                                        row.key_destroyed_at, done.changed, done.found_absent)
 
         return run_transaction(self.sessions, work)
 
@@ -500,19 +579,21 @@ class MdocService:
         return run_transaction(self.sessions, work)
 
     def revoke_signer(self, ref: str, reason: str, *, actor: str = "issuer",
-                      purposes: tuple[str, ...] = (PURPOSE_DS,)) -> tuple[SignerInfo, bool]:
+                      purposes: tuple[str, ...] = (PURPOSE_DS,), destroy_key: bool = False) -> tuple[SignerInfo, bool]:
         """Revoke the signer named by label or serial (see :meth:`MdocPki.revoke_signer`);
         ``(what it is now, whether this call changed it)``. The MSOs it signed stay in the
         registry as they are: readers that check the IACA CRL refuse them, and the holders'
         phones need new ones (``affected_mdocs`` counts the valid ones)."""
-        done = self.revoke_signer_detail(ref, reason, actor=actor, purposes=purposes)
+        done = self.revoke_signer_detail(ref, reason, actor=actor, purposes=purposes, destroy_key=destroy_key)
         return done.info, done.changed
 
     def revoke_signer_detail(self, ref: str, reason: str, *, actor: str = "issuer",
-                             purposes: tuple[str, ...] = (PURPOSE_DS,)) -> SignerRevocationResult:
+                             purposes: tuple[str, ...] = (PURPOSE_DS,),
+                             destroy_key: bool = False) -> SignerRevocationResult:
         """:meth:`revoke_signer`, saying whether it amended a revocation made before (a
         signer revoked for another reason, now for keyCompromise: ``amended_from``), audited
-        ``mdoc.signer.revoke`` or ``mdoc.signer.revoke.amend``."""
+        ``mdoc.signer.revoke`` or ``mdoc.signer.revoke.amend``. ``destroy_key``: its key
+        destroyed once the revocation is committed (:meth:`destroy_key`)."""
 
         def work(s: Session) -> SignerRevocationResult:
             now = self.clock()
@@ -528,7 +609,12 @@ class MdocService:
                 s.flush()
             return SignerRevocationResult(info, changed, previous if changed else None)
 
-        return run_transaction(self.sessions, work)
+        done = run_transaction(self.sessions, work)
+        if not destroy_key:
+            return done
+        gone = self.destroy_key(done.info.label, actor=actor)
+        return dataclasses.replace(done, info=dataclasses.replace(done.info, key_destroyed_at=gone.key_destroyed_at),
+                                   key_destruction=gone)
 
     def _info(self, s: Session, row) -> SignerInfo:  # noqa: ANN001
         cert = self.pki._cert(row)
@@ -544,7 +630,7 @@ class MdocService:
         return SignerInfo(row.label, row.purpose, format(cert.serial_number, "x"),
                           cert.subject.rfc4514_string(), cert.not_valid_before_utc,
                           cert.not_valid_after_utc, bool(row.active and row.revoked_at is None),
-                          revoked_at, row.revocation_reason, affected, iaca)
+                          revoked_at, row.revocation_reason, affected, iaca, row.key_destroyed_at)
 
     # -- IssuerPort (mdoc half) ---------------------------------------------------------
 

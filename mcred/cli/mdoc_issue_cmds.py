@@ -3,6 +3,7 @@
 ``mcred mdoc issue`` / ``mcred mdoc respond`` (interop with other mdoc tools),
 ``mcred mdoc ds list|rollover|revoke`` (document signers, the IACA CRL),
 ``mcred mdoc vical-signer list|revoke`` (VICAL signers, the VICAL CA's CRL),
+``mcred mdoc key destroy`` (a signer's private key destroyed once no duty needs it),
 ``mcred export iaca``, ``mcred status-list show``, ``mcred credential list|show``.
 Exit codes: 0 done, 1 refused (a check failed), 2 unreadable input.
 """
@@ -560,13 +561,19 @@ def credential_show(
     print_tree(facts)
 
 
+def _key_state(r) -> str:  # noqa: ANN001 - a SignerInfo or VicalSignerInfo
+    """``  key destroyed YYYY-MM-DD HH:MMZ`` for a signer whose key was destroyed, else nothing."""
+    return f"  key destroyed {r.key_destroyed_at:%Y-%m-%d %H:%M}Z" if r.key_destroyed_at else ""
+
+
 def _signer_table(rows: list, signs: str = "mdocs") -> None:
     """One plain line per signer generation: label and serial whole (the revoke commands
-    take either), validity, state, and for a DS the valid mdocs it signed."""
+    take either), validity, state, whether its key was destroyed, and for a DS the valid
+    mdocs it signed."""
     for r in rows:
         state = (f"revoked ({r.reason}, {r.revoked_at:%Y-%m-%d %H:%M}Z)" if r.revoked_at
                  else "active" if r.active else "retired")
-        typer.echo(f"{r.label}  serial {r.serial}  until {r.not_after:%Y-%m-%d}  {state}"
+        typer.echo(f"{r.label}  serial {r.serial}  until {r.not_after:%Y-%m-%d}  {state}{_key_state(r)}"
                    + (f"  {r.affected_mdocs} valid mdoc(s) signed" if signs == "mdocs" else ""))
 
 
@@ -622,7 +629,7 @@ def iaca_list(as_json: bool = typer.Option(False, "--json")) -> None:
                  "retired": "retired, still a trust anchor" if r.serial in trusted else "retired",
                  "revoked": f"revoked ({r.reason}) {r.revoked_at:%Y-%m-%d %H:%M} UTC, out of the trust bundle"
                  if r.revoked_at else ""}.get(state(r), state(r))
-        typer.echo(f"{r.label}  serial {r.serial}  until {r.not_after:%Y-%m-%d}  {shown}"
+        typer.echo(f"{r.label}  serial {r.serial}  until {r.not_after:%Y-%m-%d}  {shown}{_key_state(r)}"
                    f"  {r.affected_mdocs} valid mdoc(s)")
 
 
@@ -705,6 +712,8 @@ def iaca_revoke(
     reason: str = typer.Option(..., "--reason", help="cACompromise (the IACA's key known or suspected in other "
                                "hands), keyCompromise, superseded, cessationOfOperation, affiliationChanged, "
                                "privilegeWithdrawn or unspecified."),
+    destroy_key: bool = typer.Option(False, "--destroy-key", help="Then destroy its private key in the key "
+                                     "store (mcred mdoc key destroy): its certificate stays published."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Take an IACA out of trust: out of the trust bundle (/trust/iaca.pem) and the VICAL at
@@ -716,21 +725,26 @@ def iaca_revoke(
     generation (mcred mdoc iaca stage; readers that took the bundle since then trust it
     already), else by a new one that readers need at once. Its phones then need new MSOs:
     mcred mdoc reissue --signer IACA."""
+    from issuer.keystore import KeyStoreError
     from issuer.mdoc.errors import IssuerMdocError, UnknownIaca
 
     svc = _mdoc_service()[1]
     svc.setup()
     try:
-        done = svc.revoke_iaca(iaca_ref, reason, actor=cli_actor())
+        done = svc.revoke_iaca(iaca_ref, reason, actor=cli_actor(), destroy_key=destroy_key)
     except UnknownIaca as exc:
         raise _fail(str(exc), 2, as_json) from None
     except IssuerMdocError as exc:  # the reason, or the successor cannot be made: nothing was changed
         raise _fail(str(exc), 2, as_json) from None
+    except KeyStoreError as exc:  # revoked (committed), the key not destroyed: run it again
+        raise _fail(f"revoked, but its key was not destroyed: {exc} (mcred mdoc key destroy {iaca_ref})",
+                    2, as_json) from None
     info = done.info
     if as_json:
         print(json.dumps(done.to_json(), ensure_ascii=False))
         return
     if _said_unchanged_or_amended(info, done.changed, done.amended_from):
+        _said_destroyed(done.key_destruction)
         return
     console.print(f"{info.label} serial {info.serial} revoked ({info.reason}): out of the trust bundle and the "
                   "VICAL from now on; it signs nothing more", highlight=False)
@@ -750,6 +764,7 @@ def iaca_revoke(
     if done.affected_phones:
         console.print(f"[yellow]{info.affected_mdocs} valid mdoc(s) on {len(done.affected_phones)} phone(s) are "
                       f"refused from now on: mcred mdoc reissue --signer {info.label}[/]")
+    _said_destroyed(done.key_destruction)
 
 
 def reissue(
@@ -819,6 +834,8 @@ def reissue(
 def ds_revoke(
     ds: str = typer.Argument(..., help="The document signer: its label (mdoc-ds-2) or its certificate serial (hex)."),
     reason: str = typer.Option(..., "--reason", help="keyCompromise, superseded, cessationOfOperation, affiliationChanged, privilegeWithdrawn or unspecified."),
+    destroy_key: bool = typer.Option(False, "--destroy-key", help="Then destroy its private key in the key "
+                                     "store (mcred mdoc key destroy): its certificate stays published."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Revoke a document-signer certificate: the IACA CRL (/trust/iaca.crl) lists it.
@@ -826,7 +843,7 @@ def ds_revoke(
     A revoked active signer is replaced by a new generation at the next issuance."""
     from issuer.mdoc.pki import PURPOSE_DS
 
-    _revoke_signer(ds, reason, as_json, PURPOSE_DS)
+    _revoke_signer(ds, reason, as_json, PURPOSE_DS, destroy_key)
 
 
 def status_signer_list(as_json: bool = typer.Option(False, "--json")) -> None:
@@ -845,6 +862,8 @@ def status_signer_list(as_json: bool = typer.Option(False, "--json")) -> None:
 def status_signer_revoke(
     signer: str = typer.Argument(..., help="The status-list signer: its label (mdoc-status-1) or its certificate serial (hex)."),
     reason: str = typer.Option(..., "--reason", help="keyCompromise, superseded, cessationOfOperation, affiliationChanged, privilegeWithdrawn or unspecified."),
+    destroy_key: bool = typer.Option(False, "--destroy-key", help="Then destroy its private key in the key "
+                                     "store (mcred mdoc key destroy): its certificate stays published."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Revoke a status-list signer certificate: the IACA CRL lists it, and every published
@@ -852,25 +871,30 @@ def status_signer_revoke(
     (readers checking the IACA CRL refuse lists signed by the revoked one)."""
     from issuer.mdoc.pki import PURPOSE_STATUS
 
-    _revoke_signer(signer, reason, as_json, PURPOSE_STATUS)
+    _revoke_signer(signer, reason, as_json, PURPOSE_STATUS, destroy_key)
 
 
-def _revoke_signer(ref: str, reason: str, as_json: bool, purpose: str) -> None:
+def _revoke_signer(ref: str, reason: str, as_json: bool, purpose: str, destroy_key: bool = False) -> None:
+    from issuer.keystore import KeyStoreError
     from issuer.mdoc.errors import SignerRevocationError, UnknownSigner
     from issuer.mdoc.pki import PURPOSE_STATUS
 
     svc = _mdoc_service()[1]
     svc.setup()
     try:
-        done = svc.revoke_signer_detail(ref, reason, actor=cli_actor(), purposes=(purpose,))
+        done = svc.revoke_signer_detail(ref, reason, actor=cli_actor(), purposes=(purpose,), destroy_key=destroy_key)
     except (UnknownSigner, SignerRevocationError) as exc:
         raise _fail(str(exc), 2, as_json) from None
+    except KeyStoreError as exc:  # revoked (committed), the key not destroyed: run it again
+        raise _fail(f"revoked, but its key was not destroyed: {exc} (mcred mdoc key destroy {ref})",
+                    2, as_json) from None
     info, changed = done.info, done.changed
     if as_json:
         print(json.dumps({**info.to_json(), "changed": changed,
                           **({"amended_from": done.amended_from} if done.amended_from else {})}, ensure_ascii=False))
         return
     if _said_unchanged_or_amended(info, changed, done.amended_from, "the IACA CRL"):
+        _said_destroyed(done.key_destruction)
         return
     console.print(f"{info.label} serial {info.serial} revoked ({reason}); the IACA CRL lists "
                   f"it from now on", highlight=False)
@@ -881,6 +905,7 @@ def _revoke_signer(ref: str, reason: str, as_json: bool, purpose: str) -> None:
         console.print(f"[yellow]{info.affected_mdocs} valid mdoc(s) were signed by it: readers "
                       f"checking the IACA CRL refuse them; issue new ones (mcred mdoc reissue "
                       f"--signer {info.label})[/]")
+    _said_destroyed(done.key_destruction)
 
 
 def vical_signer_list(as_json: bool = typer.Option(False, "--json")) -> None:
@@ -896,7 +921,7 @@ def vical_signer_list(as_json: bool = typer.Option(False, "--json")) -> None:
     for r in rows:
         state = (f"revoked ({r.reason}, {r.revoked_at:%Y-%m-%d %H:%M}Z)" if r.revoked_at
                  else "signing" if r.active else "retired")
-        typer.echo(f"{r.label}  serial {r.serial}  until {r.not_after:%Y-%m-%d}  {state}  under {r.ca}"
+        typer.echo(f"{r.label}  serial {r.serial}  until {r.not_after:%Y-%m-%d}  {state}{_key_state(r)}  under {r.ca}"
                    f"  CRL {r.crl or '(none named: made before VICAL signers carried one)'}")
 
 
@@ -906,26 +931,33 @@ def vical_signer_revoke(
                                  "list shows."),
     reason: str = typer.Option(..., "--reason", help="keyCompromise, superseded, cessationOfOperation, "
                                "affiliationChanged, privilegeWithdrawn or unspecified."),
+    destroy_key: bool = typer.Option(False, "--destroy-key", help="Then destroy its private key in the key "
+                                     "store (mcred mdoc key destroy): its certificate stays published."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Revoke a VICAL signer certificate: it signs nothing more, the VICAL (/trust/vical) is
     re-signed at once by a new signer generation, and the VICAL CA's CRL (/trust/vical-ca.crl)
     lists it, so a reader that imports a VICAL looks its signer up there and refuses one the
     revoked key signed. keyCompromise amends a revocation made for another reason."""
+    from issuer.keystore import KeyStoreError
     from issuer.mdoc.errors import IssuerMdocError, SignerRevocationError, UnknownSigner
 
     svc = _mdoc_service()[1]
     try:
-        done = svc.revoke_vical_signer(signer, reason, actor=cli_actor())
+        done = svc.revoke_vical_signer(signer, reason, actor=cli_actor(), destroy_key=destroy_key)
     except (UnknownSigner, SignerRevocationError) as exc:
         raise _fail(str(exc), 2, as_json) from None
     except IssuerMdocError as exc:  # the next signer cannot be made: nothing was changed
         raise _fail(str(exc), 2, as_json) from None
+    except KeyStoreError as exc:  # revoked (committed), the key not destroyed: run it again
+        raise _fail(f"revoked, but its key was not destroyed: {exc} (mcred mdoc key destroy {signer})",
+                    2, as_json) from None
     info = done.info
     if as_json:
         print(json.dumps(done.to_json(), ensure_ascii=False))
         return
     if _said_unchanged_or_amended(info, done.changed, done.amended_from, "the VICAL CA's CRL"):
+        _said_destroyed(done.key_destruction)
         return
     where = f" ({info.crl})" if info.crl else ""
     console.print(f"{info.label} serial {info.serial} revoked ({info.reason}); the VICAL CA's CRL{where} "
@@ -935,6 +967,55 @@ def vical_signer_revoke(
     if info.crl is None:
         console.print("[yellow]its certificate names no CRL distribution point (made before they carried one): "
                       "readers cannot look it up; if its key is in other hands, give readers a new VICAL CA[/]")
+    _said_destroyed(done.key_destruction)
+
+
+def _said_destroyed(done) -> None:  # noqa: ANN001 - a KeyDestructionResult or None
+    """What became of a signer's key asked to be destroyed (``--destroy-key``, ``mcred mdoc
+    key destroy``): destroyed now, found gone, or destroyed before."""
+    if done is None:
+        return
+    if not done.changed:
+        console.print(f"the key of {done.label} was already destroyed ({done.key_destroyed_at:%Y-%m-%d %H:%M:%S} UTC)",
+                      highlight=False)
+    elif done.found_absent:
+        console.print(f"the key of {done.label} was not in the key store any more: recorded destroyed at "
+                      f"{done.key_destroyed_at:%Y-%m-%d %H:%M:%S} UTC", highlight=False)
+    else:
+        console.print(f"the key of {done.label} destroyed at {done.key_destroyed_at:%Y-%m-%d %H:%M:%S} UTC; its "
+                      "certificate stays published", highlight=False)
+
+
+def key_destroy(
+    ref: str = typer.Argument(..., metavar="REF", help="The signer: an IACA's number (2), or any mdoc signer's "
+                              "label (mdoc-iaca-2, mdoc-ds-3, mdoc-status-1, mdoc-vical-signer-1, mdoc-vical-ca-1) "
+                              "or certificate serial (hex), as the listings show them."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Destroy a signer's private key in the key store, for good, once no duty needs it.
+
+    A revoked signer's key (any reason: a key-compromise procedure ends here), or one whose
+    duties have all ended: a retired document, status-list or VICAL signer, an older IACA
+    once every document signer it certified has expired, an older VICAL CA once every VICAL
+    signer it certified has. Refused (exit 2, nothing changed) for a signer signing now (the
+    current IACA, document signer, status-list signer, VICAL signer or VICAL CA) or staged,
+    and for an older IACA or VICAL CA still certifying signers that have not expired. Its
+    certificate stays published (/trust/iaca-N.pem, the listings, the CRLs' chains); the
+    time is recorded and audited (mdoc.key.destroy). Again: already destroyed, exit 0."""
+    from issuer.keystore import KeyStoreError
+    from issuer.mdoc.errors import KeyDestructionRefused, UnknownSigner
+
+    svc = _mdoc_service()[1]
+    try:
+        done = svc.destroy_key(ref, actor=cli_actor())
+    except (UnknownSigner, KeyDestructionRefused) as exc:
+        raise _fail(str(exc), 2, as_json) from None
+    except KeyStoreError as exc:
+        raise _fail(f"the key store could not destroy it: {exc}", 2, as_json) from None
+    if as_json:
+        print(json.dumps(done.to_json(), ensure_ascii=False))
+        return
+    _said_destroyed(done)
 
 
 def _hex_bytes(value):  # noqa: ANN001, ANN202
@@ -974,6 +1055,8 @@ def register(app: typer.Typer) -> None:
                           "C.1.7): list, revoke.")
     vical_signer.command("list")(vical_signer_list)
     vical_signer.command("revoke")(vical_signer_revoke)
+    key = _group(mdoc, "key", "The private keys of the mdoc issuer's signers: destroy one no duty needs.")
+    key.command("destroy")(key_destroy)
     export_app.command("iaca")(export_iaca)
     export_app.command("vical")(export_vical)
     status_lists = _group(app, "status-list", "Token Status Lists.")
