@@ -369,6 +369,19 @@ class GattClientEnd(_End):
             await asyncio.wait_for(self._open(b.device.Peer(connection), wanted), timeout)
         except TimeoutError:
             raise LinkError(f"the GATT server did not answer within {timeout:g} s") from None
+        except asyncio.CancelledError:
+            # bumble cancels the pending ATT request when the link drops; only a cancellation
+            # of this task itself is one to pass on
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            await asyncio.sleep(0)  # the disconnection event, when it comes with the cancellation
+            raise LinkError("the GATT server went away during MTU exchange or discovery: "
+                            f"{self.why or 'disconnected'}") from None
+        except LinkError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the stack's failure (an ATT error), named
+            raise LinkError(f"GATT discovery failed: {type(exc).__name__}: {exc}") from exc
 
     async def _open(self, peer: Any, wanted: Any) -> None:
         core = _bumble().core

@@ -293,3 +293,34 @@ def test_whatever_a_phone_notifies_the_reader_judges_it_invalid_never_a_crash(wo
     failed = [c for c in outcome.result.checks if not c.passed]
     assert failed and all(isinstance(c.reason, str) and c.reason for c in failed)
 
+
+
+@pytest.mark.parametrize("when", ["connection", "mtu"])
+def test_a_phone_that_goes_away_during_discovery_is_a_link_error_not_a_cancellation(when):
+    """The phone disconnects while the reader is still exchanging the MTU or discovering its
+    service (a phone that gave up waiting, or walked away): the reader's connect ends with a
+    LinkError that says so. bumble cancels the pending ATT request on a disconnection, and
+    that CancelledError must not escape as if the reader's own task had been cancelled."""
+    import uuid
+
+    service = uuid.uuid4()
+
+    async def run():
+        radio = blelink.Radio()
+        async with blelink.opened(radio, "phone") as phone_dev, blelink.opened(radio, "reader") as reader_dev:
+            server = blelink.GattServerEnd(phone_dev, ble.PERIPHERAL_SERVER, service)
+
+            def leave(connection):  # noqa: ANN001 - a bumble Connection
+                async def go():
+                    if when == "mtu":
+                        await asyncio.sleep(0)
+                    await connection.disconnect()
+                asyncio.get_running_loop().create_task(go())
+
+            phone_dev.on("connection", leave)
+            await server.advertise()
+            client = blelink.GattClientEnd(reader_dev, ble.PERIPHERAL_SERVER, service)
+            with pytest.raises(blelink.LinkError, match="disconnected"):
+                await client.connect(5)
+
+    _run(run())
