@@ -15,7 +15,7 @@ from pathlib import Path
 
 import typer
 
-from mcred.cli.state import cli_actor, open_context, out_path
+from mcred.cli.state import cli_actor, open_context, out_path, parse_invalid_since
 
 tsa_app = typer.Typer(help="RFC 3161 time-stamps: get one, check one, list what this TSA stamped "
                       "(specs/revocation.md section 5.2).", no_args_is_help=True)
@@ -160,26 +160,38 @@ def verify(reply: Path = typer.Argument(..., exists=True, dir_okay=False,
 def revoke(unit: str = typer.Argument(..., help="the unit: its label (tsa-unit-N) or its certificate's serial (hex)"),
            reason: str = typer.Option(..., "--reason", help="keyCompromise (none of its time-stamps is relied "
                                       "on any more), superseded, cessationOfOperation, ..."),
+           invalid_since: str | None = typer.Option(
+               None, "--invalid-since", help="since when its key is known or suspected to have been compromised, "
+               "or the unit otherwise invalid (its clock out of its accuracy, say): the CRL entry's invalidityDate "
+               "(RFC 5280), an instant with its offset (2026-12-01T09:00:00+09:00), not after now. Relying parties "
+               "then refuse its time-stamps made from then on (for keyCompromise, all of them, as before)."),
            as_json: bool = typer.Option(False, "--json", help="Print {\"unit\", \"serial\", \"reason\", "
-                                        "\"changed\"[, \"amended_from\"]}: changed false when it was revoked "
-                                        "already with nothing to amend; reason the unit's reason now.")) -> None:
+                                        "\"changed\"[, \"amended_from\"][, \"invalid_since\"]}: changed false when it was revoked already with "
+                                        "nothing to amend; reason the unit's reason now.")) -> None:
     """Revoke a TSA unit: the root's CRL (/tsa/root.crl) lists it, a new unit stamps from now
-    on. Relying parties refuse its time-stamps made at or after the revocation, and all of
-    them for keyCompromise. A unit revoked already for another reason is amended to
-    keyCompromise (its revocation time stays); nothing else changes a revoked unit."""
+    on. Relying parties refuse its time-stamps made at or after the revocation (or its
+    --invalid-since, when earlier), and all of them for keyCompromise. A unit revoked already
+    is amended: keyCompromise replaces another reason, and an --invalid-since earlier than the
+    one recorded replaces it (its revocation time stays); nothing else changes a revoked unit."""
+    from issuer.revocation import InvalidSinceRefused
     from issuer.tsa import TsaError
 
+    since = parse_invalid_since(invalid_since)
     try:
-        done = _authority().revoke_unit_detail(unit, reason, actor=cli_actor())
+        done = _authority().revoke_unit_detail(unit, reason, actor=cli_actor(), invalid_since=since)
+    except InvalidSinceRefused as exc:
+        raise typer.BadParameter(exc.why, param_hint="--invalid-since") from None
     except TsaError as exc:
         raise typer.BadParameter(str(exc)) from None
     if as_json:
         typer.echo(json.dumps({"unit": done.label, "serial": f"{done.serial:x}", "reason": done.reason,
                                "changed": done.changed,
-                               **({"amended_from": done.amended_from} if done.amended_from else {})}))
+                               **({"amended_from": done.amended_from} if done.amended_from else {}),
+                               **({"invalid_since": done.invalid_since.isoformat()} if done.invalid_since else {})}))
         return
-    said = (f"revoked ({done.amended_from}) -> revoked ({done.reason}), amended" if done.amended_from
-            else f"revoked ({done.reason})" if done.changed else f"was revoked already ({done.reason})")
+    now = f"{done.reason}, invalid since {done.invalid_since.isoformat()}" if done.invalid_since else done.reason
+    said = (f"revoked ({done.amended_from}) -> revoked ({now}), amended" if done.amended_from
+            else f"revoked ({now})" if done.changed else f"was revoked already ({now})")
     typer.echo(f"{done.label} (serial {done.serial:x}): {said}")
 
 
