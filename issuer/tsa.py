@@ -16,11 +16,14 @@ A unit can be revoked (:meth:`TimeStampAuthority.revoke_unit`; a new one takes o
 the time its key is known or suspected to have been compromised or otherwise invalid from
 (``invalid_since``, the entry's invalidityDate); the root's CRL
 (:meth:`TimeStampAuthority.crl`, ``GET /tsa/root.crl``) lists it, at the distribution point
-the unit certificates name.
+the unit certificates name. A key no duty needs any more (a revoked or retired unit's) is
+destroyed in the key store (:meth:`TimeStampAuthority.destroy_key`), its certificate kept in
+the registry (specs/issuer-keys.md, "A signer's key destroyed").
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Callable
@@ -36,10 +39,18 @@ from issuer.db import AuditEvent, IssuerKey, utcnow
 from issuer.freshness import NEVER, Stamp
 from issuer.jpki.ca import random_serial
 from issuer.jpki.keys import as_private_key
+from issuer.key_destruction import (
+    CaDutiesRemain,
+    KeyDestructionRefused,
+    KeyDestructionResult,
+    SignerStillSigning,
+    destroy_and_record,
+    take_row,
+)
 from issuer.keystore import KeyStore
 from issuer.revocation import check_invalidity_date
 from protocols import tsp
-from protocols.certs import SerialError, parse_serial
+from protocols.certs import SerialError, authority_key_id, parse_serial, subject_key_id
 from protocols.crl import REASONS, Revoked, crl_builder
 from protocols.tsp.certificates import build_tsa_root, build_tsa_unit
 
@@ -80,6 +91,10 @@ KEY_COMPROMISE = "keyCompromise"
 PURPOSE_ROOT, PURPOSE_UNIT = "tsa-root", "tsa-unit"
 
 
+class UnknownTsaKey(TsaError):
+    """No key of the TSA answers to the label or serial given."""
+
+
 @dataclass(frozen=True)
 class UnitRevocation:
     """What a revocation of a TSA unit did: ``changed`` False when the unit was revoked
@@ -93,6 +108,8 @@ class UnitRevocation:
     reason: str | None
     amended_from: str | None = None
     invalid_since: dt.datetime | None = None
+    #: the destruction of its key that followed (``destroy_key``), or None: not asked
+    key_destruction: KeyDestructionResult | None = None
 
 
 @dataclass
@@ -208,7 +225,7 @@ class TimeStampAuthority:
         return done.label, done.serial, done.changed
 
     def revoke_unit_detail(self, which: str, reason: str, *, actor: str = "issuer",
-                           invalid_since: dt.datetime | None = None) -> UnitRevocation:
+                           invalid_since: dt.datetime | None = None, destroy_key: bool = False) -> UnitRevocation:
         """:meth:`revoke_unit`, saying what it did. ``invalid_since``: since when the unit's key
         is known or suspected to have been compromised, or the unit otherwise invalid (its
         clock out of its accuracy, say), with its UTC offset and not after now
@@ -226,7 +243,9 @@ class TimeStampAuthority:
         than the revocation) replaces it. Its revocation time stays. Never the other way: a
         keyCompromise stays one, a later date says nothing new, and another reason asked of a
         unit revoked already changes nothing. Audited ``tsa.unit.revoke`` or
-        ``tsa.unit.revoke.amend``."""
+        ``tsa.unit.revoke.amend``. ``destroy_key``: its key destroyed once the revocation is
+        committed (:meth:`destroy_key`, in a transaction of its own: a key store that fails
+        leaves the revocation standing, and the destruction to be asked again)."""
         if reason not in REASONS:
             raise TsaError(f"reason {reason!r}: one of {', '.join(REASONS)}")
         now = self.clock()
@@ -237,6 +256,8 @@ class TimeStampAuthority:
             with self._lock:
                 self._unit = None
                 self._crl = None
+        if destroy_key:  # committed: no rollback takes the revocation back with a failed destruction
+            done = dataclasses.replace(done, key_destruction=self.destroy_key(done.label, actor=actor))
         return done
 
     def _revoke(self, s: Session, which: str, reason: str, given: dt.datetime | None, now: dt.datetime,
@@ -270,6 +291,75 @@ class TimeStampAuthority:
                              detail={"serial": format(serial, "x"), "reason": reason,
                                      **({"invalid_since": given.isoformat()} if given else {})}))
         return UnitRevocation(row.label, serial, True, row.revocation_reason, amended_from, row.invalid_since)
+
+    # -- a key destroyed -------------------------------------------------------------------
+
+    def key_row(self, session: Session, which: str) -> IssuerKey:
+        """The TSA key ``which`` names: a label (``tsa-unit-2``, ``tsa-root-g1``) or a
+        certificate serial in hex (:func:`protocols.certs.parse_serial`)."""
+        rows = session.scalars(select(IssuerKey).where(IssuerKey.purpose.in_((PURPOSE_ROOT, PURPOSE_UNIT)))
+                               .order_by(IssuerKey.created_at, IssuerKey.label)).all()
+        row = _find(rows, which)
+        if row is None:
+            raise UnknownTsaKey(f"no TSA key {which!r} (a unit tsa-unit-N, the root tsa-root-gN, or a "
+                                "certificate serial in hex)")
+        return row
+
+    def key_duty(self, session: Session, row: IssuerKey, now: dt.datetime) -> KeyDestructionRefused | None:
+        """Why the key of ``row`` may not be destroyed at ``now``, or None. A revoked unit's
+        has no duty (nothing relies on a time-stamp it makes from now on), nor a retired one's
+        (a newer unit stamps: none is ever used again), nor any key past its certificate's
+        end. The unit stamping now (the newest not revoked) is refused, and so is the newest
+        root (it signs the CRL relying parties ask about every unit, and certifies the next
+        unit): :class:`SignerStillSigning`. An older root, while a unit it certified has not
+        expired (its CRL): :class:`CaDutiesRemain`."""
+        cert = x509.load_der_x509_certificate(row.certificate)
+        if row.revoked_at is not None or now >= cert.not_valid_after_utc:
+            return None
+        rows = session.scalars(select(IssuerKey).where(IssuerKey.purpose == row.purpose)
+                               .order_by(IssuerKey.created_at, IssuerKey.label)).all()
+        if row.purpose == PURPOSE_UNIT:
+            current = next((r for r in reversed(rows) if r.revoked_at is None), None)
+            if current is not None and current.label == row.label:
+                return SignerStillSigning(
+                    f"the TSA unit {row.label} is the one stamping now: its key is needed; revoke it first "
+                    f"(mcred tsa revoke {row.label} --reason superseded: a new unit takes over)")
+            return None
+        if rows[-1].label == row.label:
+            return SignerStillSigning(
+                f"the TSA root {row.label} is the current one: it signs the CRL (/tsa/root.crl) on which relying "
+                "parties look up every unit, and certifies the next unit; its key is needed while the TSA runs")
+        units = [x509.load_der_x509_certificate(r.certificate) for r in session.scalars(
+            select(IssuerKey).where(IssuerKey.purpose == PURPOSE_UNIT))]
+        valid = [u for u in units if authority_key_id(u) == subject_key_id(cert) and now < u.not_valid_after_utc]
+        if not valid:
+            return None
+        until = max(u.not_valid_after_utc for u in valid)
+        return CaDutiesRemain(
+            f"the TSA root {row.label} is retired and still certifies {len(valid)} unit(s) that have not expired "
+            f"(the last ends {until:%Y-%m-%d %H:%M} UTC): relying parties look them up on its CRL; its key may be "
+            "destroyed after that", until=until)
+
+    def destroy_key(self, which: str, *, actor: str = "issuer") -> KeyDestructionResult:
+        """Destroy the private key of the TSA key ``which`` names (:meth:`key_row`) in the key
+        store when no duty needs it (:meth:`key_duty`: refused otherwise, nothing changed),
+        record when on its row (``key_destroyed_at``) and audit it (``tsa.key.destroy``). Its
+        certificate stays in the registry (a unit's travels in every token it made, which
+        verify as before; the root's is published at ``/tsa/root.pem``). Idempotent: a key
+        destroyed before is left as it is (``changed`` False, ``already``)."""
+        now = self.clock()
+        with self.sessions.begin() as s:
+            row = self.key_row(s, which)
+            take_row(s, row)
+            if row.key_destroyed_at is not None:
+                return KeyDestructionResult.of(row, False)
+            refusal = self.key_duty(s, row, now)
+            if refusal is not None:
+                raise refusal
+            done = destroy_and_record(s, self.keystore, row, now, actor=actor, action="tsa.key.destroy")
+        with self._lock:
+            self._unit = None
+        return done
 
     def crl(self) -> bytes:
         """The root's CRL (DER): every revoked unit with its time and reason; cRLNumber the
