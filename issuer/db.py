@@ -152,7 +152,8 @@ class IssuerKey(IssuerBase):
 
     __tablename__ = "issuer_keys"
     label: Mapped[str] = mapped_column(String(64), primary_key=True)
-    #: jpki-sign-root | jpki-auth-root | jpki-ocsp-sign | jpki-ocsp-auth | iaca | ds | status-signer
+    #: jpki-sign-root | jpki-auth-root | jpki-ocsp-sign | jpki-ocsp-auth | iaca | ds | status-signer |
+    #: vical-signer | vical-ca | tsa-root | tsa-unit
     purpose: Mapped[str] = mapped_column(String(32), index=True)
     algorithm: Mapped[str] = mapped_column(String(16))
     certificate: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -163,9 +164,14 @@ class IssuerKey(IssuerBase):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     #: RFC 5280 5.3.1 CRLReason name of that revocation.
     revocation_reason: Mapped[str | None] = mapped_column(String(32))
-    #: Set when the private key was destroyed in the key store (mdoc signers:
-    #: ``MdocPki.destroy_key``, revision ``i0022keydestroy``); the certificate stays here.
+    #: Set when the private key was destroyed in the key store (``MdocPki.destroy_key``,
+    #: ``JpkiCa.destroy_key``, ``TimeStampAuthority.destroy_key``; revision
+    #: ``i0022keydestroy``); the certificate stays here.
     key_destroyed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    #: Of a revoked key (a TSA unit's): since when it is known or suspected to have been
+    #: compromised or otherwise invalid, the CRL entry's invalidityDate (RFC 5280 5.3.2), when
+    #: the operator gave one (``mcred tsa revoke --invalid-since``; revision ``i0023keyinvalid``).
+    invalid_since: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
 
 
 class StatusList(IssuerBase):

@@ -105,12 +105,19 @@ def check_invalid_since(invalid_since: dt.datetime, reason: str, now: dt.datetim
     if parse_reason(reason) == HOLD:
         raise InvalidSinceRefused("a hold (certificateHold) carries no invalidity date; "
                                   "give it when revoking for good (keyCompromise, ...)")
+    return check_invalidity_date(invalid_since, now)
+
+
+def check_invalidity_date(invalid_since: dt.datetime, now: dt.datetime, what: str = "a credential") -> dt.datetime:
+    """An operator's invalidity date for a revocation at ``now`` of ``what`` (a credential, a
+    TSA unit: :meth:`issuer.tsa.TimeStampAuthority.revoke_unit_detail`), in UTC: with its UTC
+    offset, and not after ``now``; :class:`InvalidSinceRefused` otherwise."""
     if invalid_since.tzinfo is None or invalid_since.utcoffset() is None:
         raise InvalidSinceRefused(f"{invalid_since.isoformat()} has no UTC offset: give one "
                                   "(2026-12-01T09:00:00+09:00)")
     if invalid_since > now:
         raise InvalidSinceRefused(f"{invalid_since.isoformat()} is after the revocation "
-                                  f"({now.isoformat(timespec='seconds')}): a credential cannot be known "
+                                  f"({now.isoformat(timespec='seconds')}): {what} cannot be known "
                                   "compromised at a time to come")
     return invalid_since.astimezone(dt.UTC)
 

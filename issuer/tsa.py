@@ -12,13 +12,18 @@ interface, never exported); the ``issuer_keys`` rows (purposes ``tsa-root`` and
 ``tsa-unit``) carry their certificates. A unit certificate is renewed when fewer than
 :data:`UNIT_RENEW_DAYS` remain. Each token granted is logged (audit action ``tsa.stamp``:
 serial, genTime, imprint), as a TSA must keep records of its tokens (ETSI EN 319 421 7.10).
-A unit can be revoked (:meth:`TimeStampAuthority.revoke_unit`; a new one takes over); the
-root's CRL (:meth:`TimeStampAuthority.crl`, ``GET /tsa/root.crl``) lists it, at the
-distribution point the unit certificates name.
+A unit can be revoked (:meth:`TimeStampAuthority.revoke_unit`; a new one takes over), with
+the time its key is known or suspected to have been compromised or otherwise invalid from
+(``invalid_since``, the entry's invalidityDate); the root's CRL
+(:meth:`TimeStampAuthority.crl`, ``GET /tsa/root.crl``) lists it, at the distribution point
+the unit certificates name. A key no duty needs any more (a revoked or retired unit's) is
+destroyed in the key store (:meth:`TimeStampAuthority.destroy_key`), its certificate kept in
+the registry (specs/issuer-keys.md, "A signer's key destroyed").
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Callable
@@ -34,9 +39,18 @@ from issuer.db import AuditEvent, IssuerKey, utcnow
 from issuer.freshness import NEVER, Stamp
 from issuer.jpki.ca import random_serial
 from issuer.jpki.keys import as_private_key
+from issuer.key_destruction import (
+    CaDutiesRemain,
+    KeyDestructionRefused,
+    KeyDestructionResult,
+    SignerStillSigning,
+    destroy_and_record,
+    take_row,
+)
 from issuer.keystore import KeyStore
+from issuer.revocation import check_invalidity_date
 from protocols import tsp
-from protocols.certs import SerialError, parse_serial
+from protocols.certs import SerialError, authority_key_id, parse_serial, subject_key_id
 from protocols.crl import REASONS, Revoked, crl_builder
 from protocols.tsp.certificates import build_tsa_root, build_tsa_unit
 
@@ -73,19 +87,29 @@ class TsaError(ValueError):
 
 #: The one reason a unit revoked already is amended to (:meth:`TimeStampAuthority.revoke_unit_detail`)
 KEY_COMPROMISE = "keyCompromise"
+#: The purposes of the TSA's keys (``issuer_keys.purpose``)
+PURPOSE_ROOT, PURPOSE_UNIT = "tsa-root", "tsa-unit"
+
+
+class UnknownTsaKey(TsaError):
+    """No key of the TSA answers to the label or serial given."""
 
 
 @dataclass(frozen=True)
 class UnitRevocation:
     """What a revocation of a TSA unit did: ``changed`` False when the unit was revoked
     already with nothing to amend; ``reason`` the unit's reason now; ``amended_from`` the
-    reason it had when this call amended it to keyCompromise."""
+    reason it had when this call amended its revocation (to keyCompromise, or to an earlier
+    invalidity date); ``invalid_since`` its invalidity date now (None: none given)."""
 
     label: str
     serial: int
     changed: bool
     reason: str | None
     amended_from: str | None = None
+    invalid_since: dt.datetime | None = None
+    #: the destruction of its key that followed (``destroy_key``), or None: not asked
+    key_destruction: KeyDestructionResult | None = None
 
 
 @dataclass
@@ -200,48 +224,142 @@ class TimeStampAuthority:
         done = self.revoke_unit_detail(which, reason, actor=actor)
         return done.label, done.serial, done.changed
 
-    def revoke_unit_detail(self, which: str, reason: str, *, actor: str = "issuer") -> UnitRevocation:
-        """:meth:`revoke_unit`, saying what it did. A unit revoked already for another reason
-        and now for keyCompromise is amended (``amended_from``: the reason it had): its
-        CRL entry's reason becomes keyCompromise, its revocation time stays, and a relying
-        party then relies on none of its time-stamps, where the earlier reason refused only
-        those from its revocation on (RFC 3161 4.1; RFC 5280 lets a later CRL give an entry
-        another reason; the CA/Browser Forum's practice for a compromise learned later).
-        Never the other way: a keyCompromise stays one, and another reason asked of a unit
-        revoked already changes nothing. Audited ``tsa.unit.revoke`` or
-        ``tsa.unit.revoke.amend``."""
+    def revoke_unit_detail(self, which: str, reason: str, *, actor: str = "issuer",
+                           invalid_since: dt.datetime | None = None, destroy_key: bool = False) -> UnitRevocation:
+        """:meth:`revoke_unit`, saying what it did. ``invalid_since``: since when the unit's key
+        is known or suspected to have been compromised, or the unit otherwise invalid (its
+        clock out of its accuracy, say), with its UTC offset and not after now
+        (:func:`issuer.revocation.check_invalidity_date`): the CRL entry's invalidityDate (RFC
+        5280 5.3.2), from which a relying party refuses the unit's time-stamps where the
+        revocation's time alone let them stand.
+
+        A unit revoked already is amended as a credential's revocation is
+        (:func:`issuer.revocation._amend`): for keyCompromise, when it was revoked for another
+        reason (retired, then found compromised), its reason becomes keyCompromise and a
+        relying party then relies on none of its time-stamps, where the earlier reason
+        refused only those from its revocation on (RFC 3161 4.1; RFC 5280 lets a later CRL
+        give an entry another reason; the CA/Browser Forum's practice for a compromise
+        learned later); and an ``invalid_since`` earlier than the one recorded (or, with none,
+        than the revocation) replaces it. Its revocation time stays. Never the other way: a
+        keyCompromise stays one, a later date says nothing new, and another reason asked of a
+        unit revoked already changes nothing. Audited ``tsa.unit.revoke`` or
+        ``tsa.unit.revoke.amend``. ``destroy_key``: its key destroyed once the revocation is
+        committed (:meth:`destroy_key`, in a transaction of its own: a key store that fails
+        leaves the revocation standing, and the destruction to be asked again)."""
         if reason not in REASONS:
             raise TsaError(f"reason {reason!r}: one of {', '.join(REASONS)}")
+        now = self.clock()
+        given = check_invalidity_date(invalid_since, now, "a TSA unit") if invalid_since is not None else None
         with self.sessions.begin() as s:
-            rows = s.scalars(select(IssuerKey).where(IssuerKey.purpose == "tsa-unit").with_for_update()).all()
-            row = next((r for r in rows if r.label == which), None)
-            if row is None:
-                try:
-                    wanted = parse_serial(which)
-                except SerialError:
-                    wanted = None
-                row = next((r for r in rows if wanted is not None
-                            and x509.load_der_x509_certificate(r.certificate).serial_number == wanted), None)
-            if row is None:
-                raise TsaError(f"no TSA unit {which!r} (a label tsa-unit-N, or a serial in hex)")
-            serial = x509.load_der_x509_certificate(row.certificate).serial_number
-            amended_from = None
-            if row.revoked_at is not None:
-                if reason != KEY_COMPROMISE or row.revocation_reason == KEY_COMPROMISE:
-                    return UnitRevocation(row.label, serial, False, row.revocation_reason)
-                amended_from, row.revocation_reason = row.revocation_reason, reason
-                s.add(AuditEvent(actor=actor, action="tsa.unit.revoke.amend", subject=row.label,
-                                 detail={"serial": format(serial, "x"), "reason": reason,
-                                         "previous_reason": amended_from, "revoked_at": row.revoked_at.isoformat()}))
-            else:
-                row.revoked_at, row.revocation_reason, row.active = self.clock(), reason, False
-                s.add(AuditEvent(actor=actor, action="tsa.unit.revoke", subject=row.label,
-                                 detail={"serial": format(serial, "x"), "reason": reason}))
-            label = row.label
+            done = self._revoke(s, which, reason, given, now, actor)
+        if done.changed:
+            with self._lock:
+                self._unit = None
+                self._crl = None
+        if destroy_key:  # committed: no rollback takes the revocation back with a failed destruction
+            done = dataclasses.replace(done, key_destruction=self.destroy_key(done.label, actor=actor))
+        return done
+
+    def _revoke(self, s: Session, which: str, reason: str, given: dt.datetime | None, now: dt.datetime,
+                actor: str) -> UnitRevocation:
+        """:meth:`revoke_unit_detail`'s work in the transaction ``s``."""
+        rows = s.scalars(select(IssuerKey).where(IssuerKey.purpose == PURPOSE_UNIT).with_for_update()).all()
+        row = _find(rows, which)
+        if row is None:
+            raise TsaError(f"no TSA unit {which!r} (a label tsa-unit-N, or a serial in hex)")
+        serial = x509.load_der_x509_certificate(row.certificate).serial_number
+        amended_from = None
+        if row.revoked_at is not None:  # amended, or left as it is
+            new_reason = KEY_COMPROMISE if reason == KEY_COMPROMISE else row.revocation_reason
+            bound = row.invalid_since or row.revoked_at
+            new_since = given if given is not None and given < bound else row.invalid_since
+            if (new_reason, new_since) == (row.revocation_reason, row.invalid_since):
+                return UnitRevocation(row.label, serial, False, row.revocation_reason,
+                                      invalid_since=row.invalid_since)
+            amended_from, previous_since = row.revocation_reason, row.invalid_since
+            row.revocation_reason, row.invalid_since = new_reason, new_since
+            s.add(AuditEvent(actor=actor, action="tsa.unit.revoke.amend", subject=row.label,
+                             detail={"serial": format(serial, "x"), "reason": new_reason,
+                                     "previous_reason": amended_from, "revoked_at": row.revoked_at.isoformat(),
+                                     **({"invalid_since": new_since.isoformat()} if new_since else {}),
+                                     **({"previous_invalid_since": previous_since.isoformat()}
+                                        if previous_since else {})}))
+        else:
+            row.revoked_at, row.revocation_reason, row.active = now, reason, False
+            row.invalid_since = given
+            s.add(AuditEvent(actor=actor, action="tsa.unit.revoke", subject=row.label,
+                             detail={"serial": format(serial, "x"), "reason": reason,
+                                     **({"invalid_since": given.isoformat()} if given else {})}))
+        return UnitRevocation(row.label, serial, True, row.revocation_reason, amended_from, row.invalid_since)
+
+    # -- a key destroyed -------------------------------------------------------------------
+
+    def key_row(self, session: Session, which: str) -> IssuerKey:
+        """The TSA key ``which`` names: a label (``tsa-unit-2``, ``tsa-root-g1``) or a
+        certificate serial in hex (:func:`protocols.certs.parse_serial`)."""
+        rows = session.scalars(select(IssuerKey).where(IssuerKey.purpose.in_((PURPOSE_ROOT, PURPOSE_UNIT)))
+                               .order_by(IssuerKey.created_at, IssuerKey.label)).all()
+        row = _find(rows, which)
+        if row is None:
+            raise UnknownTsaKey(f"no TSA key {which!r} (a unit tsa-unit-N, the root tsa-root-gN, or a "
+                                "certificate serial in hex)")
+        return row
+
+    def key_duty(self, session: Session, row: IssuerKey, now: dt.datetime) -> KeyDestructionRefused | None:
+        """Why the key of ``row`` may not be destroyed at ``now``, or None. A revoked unit's
+        has no duty (nothing relies on a time-stamp it makes from now on), nor a retired one's
+        (a newer unit stamps: none is ever used again), nor any key past its certificate's
+        end. The unit stamping now (the newest not revoked) is refused, and so is the newest
+        root (it signs the CRL relying parties ask about every unit, and certifies the next
+        unit): :class:`SignerStillSigning`. An older root, while a unit it certified has not
+        expired (its CRL): :class:`CaDutiesRemain`."""
+        cert = x509.load_der_x509_certificate(row.certificate)
+        if row.revoked_at is not None or now >= cert.not_valid_after_utc:
+            return None
+        rows = session.scalars(select(IssuerKey).where(IssuerKey.purpose == row.purpose)
+                               .order_by(IssuerKey.created_at, IssuerKey.label)).all()
+        if row.purpose == PURPOSE_UNIT:
+            current = next((r for r in reversed(rows) if r.revoked_at is None), None)
+            if current is not None and current.label == row.label:
+                return SignerStillSigning(
+                    f"the TSA unit {row.label} is the one stamping now: its key is needed; revoke it first "
+                    f"(mcred tsa revoke {row.label} --reason superseded: a new unit takes over)")
+            return None
+        if rows[-1].label == row.label:
+            return SignerStillSigning(
+                f"the TSA root {row.label} is the current one: it signs the CRL (/tsa/root.crl) on which relying "
+                "parties look up every unit, and certifies the next unit; its key is needed while the TSA runs")
+        units = [x509.load_der_x509_certificate(r.certificate) for r in session.scalars(
+            select(IssuerKey).where(IssuerKey.purpose == PURPOSE_UNIT))]
+        valid = [u for u in units if authority_key_id(u) == subject_key_id(cert) and now < u.not_valid_after_utc]
+        if not valid:
+            return None
+        until = max(u.not_valid_after_utc for u in valid)
+        return CaDutiesRemain(
+            f"the TSA root {row.label} is retired and still certifies {len(valid)} unit(s) that have not expired "
+            f"(the last ends {until:%Y-%m-%d %H:%M} UTC): relying parties look them up on its CRL; its key may be "
+            "destroyed after that", until=until)
+
+    def destroy_key(self, which: str, *, actor: str = "issuer") -> KeyDestructionResult:
+        """Destroy the private key of the TSA key ``which`` names (:meth:`key_row`) in the key
+        store when no duty needs it (:meth:`key_duty`: refused otherwise, nothing changed),
+        record when on its row (``key_destroyed_at``) and audit it (``tsa.key.destroy``). Its
+        certificate stays in the registry (a unit's travels in every token it made, which
+        verify as before; the root's is published at ``/tsa/root.pem``). Idempotent: a key
+        destroyed before is left as it is (``changed`` False, ``already``)."""
+        now = self.clock()
+        with self.sessions.begin() as s:
+            row = self.key_row(s, which)
+            take_row(s, row)
+            if row.key_destroyed_at is not None:
+                return KeyDestructionResult.of(row, False)
+            refusal = self.key_duty(s, row, now)
+            if refusal is not None:
+                raise refusal
+            done = destroy_and_record(s, self.keystore, row, now, actor=actor, action="tsa.key.destroy")
         with self._lock:
             self._unit = None
-            self._crl = None
-        return UnitRevocation(label, serial, True, reason, amended_from)
+        return done
 
     def crl(self) -> bytes:
         """The root's CRL (DER): every revoked unit with its time and reason; cRLNumber the
@@ -263,17 +381,17 @@ class TimeStampAuthority:
 
     def _revoked_units(self) -> tuple:
         """What the root's CRL lists, as the registry has it now: each revoked unit's label,
-        time and reason."""
+        time, reason and invalidity date."""
         with self.sessions.begin() as s:
             return tuple(tuple(r) for r in s.execute(
-                select(IssuerKey.label, IssuerKey.revoked_at, IssuerKey.revocation_reason)
+                select(IssuerKey.label, IssuerKey.revoked_at, IssuerKey.revocation_reason, IssuerKey.invalid_since)
                 .where(IssuerKey.purpose == "tsa-unit", IssuerKey.revoked_at.is_not(None))
                 .order_by(IssuerKey.label)))
 
     def _make_crl(self, now: dt.datetime) -> bytes:
         root, root_label = self._root()
         revoked = [Revoked(x509.load_der_x509_certificate(r.certificate).serial_number, r.revoked_at,
-                           r.revocation_reason or "unspecified")
+                           r.revocation_reason or "unspecified", r.invalid_since)
                    for r in self._rows("tsa-unit") if r.revoked_at is not None]
         builder = crl_builder(root, number=int(now.timestamp()), this_update=now,
                               next_update=CRL_VALIDITY, revoked=revoked)
@@ -300,3 +418,16 @@ class TimeStampAuthority:
         except Exception as exc:  # noqa: BLE001 - a TSA answers in-band (RFC 3161 2.4.2)
             return tsp.reject("systemFailure", f"the TSA could not stamp: {type(exc).__name__}")
         return response
+
+
+def _find(rows, which: str) -> IssuerKey | None:  # noqa: ANN001 - IssuerKey rows
+    """The row of ``rows`` whose label is ``which``, else whose certificate's serial it is (in
+    hex, as :func:`protocols.certs.parse_serial` reads one)."""
+    row = next((r for r in rows if r.label == which), None)
+    if row is not None:
+        return row
+    try:
+        wanted = parse_serial(which)
+    except SerialError:
+        return None
+    return next((r for r in rows if x509.load_der_x509_certificate(r.certificate).serial_number == wanted), None)

@@ -883,11 +883,15 @@ class IacaRevocation(SignerRevocation):
 
 
 class KeyDestruction(_Closed):
-    """A signer of the mdoc PKI (never its key) whose private key was destroyed: now, or
-    before (``already``)."""
+    """A key of the issuer (an mdoc signer, a JPKI root generation or OCSP responder, a TSA
+    unit or root; never the key itself) whose private key was destroyed: now, or before
+    (``already``)."""
 
-    label: str = Field(description="mdoc-iaca-N, mdoc-ds-N, mdoc-status-N, mdoc-vical-signer-N or mdoc-vical-ca-N")
-    purpose: Literal["iaca", "ds", "status-signer", "vical-signer", "vical-ca"]
+    label: str = Field(description="mdoc-iaca-N, mdoc-ds-N, mdoc-status-N, mdoc-vical-signer-N, mdoc-vical-ca-N; "
+                                   "jpki-sign-root-gN, jpki-auth-root-gN, jpki-sign-root-gN-ocsp-M, ...; tsa-unit-N, "
+                                   "tsa-root-gN")
+    purpose: Literal["iaca", "ds", "status-signer", "vical-signer", "vical-ca", "jpki-sign-root", "jpki-auth-root",
+                     "jpki-ocsp-sign", "jpki-ocsp-auth", "tsa-root", "tsa-unit"]
     serial: str = Field(pattern="^[0-9a-f]+$", description="its certificate serial, hex")
     subject: str
     not_after: str = Field(json_schema_extra=_DATE_TIME)

@@ -401,9 +401,11 @@ class IacaRevocationRequest(_Body):
 
 
 class KeyDestructionRequest(_Body):
-    #: The signer whose private key to destroy, as the revocations name it: an IACA's number
-    #: (``2``), any mdoc signer's key label (``mdoc-iaca-2``, ``mdoc-ds-3``, ``mdoc-status-1``,
-    #: ``mdoc-vical-signer-1``, ``mdoc-vical-ca-1``) or certificate serial in hex.
+    #: The key to destroy, as the revocations name it: an IACA's number (``2``), any issuer
+    #: key's label (the mdoc signers' ``mdoc-iaca-2``, ``mdoc-ds-3``, ``mdoc-status-1``,
+    #: ``mdoc-vical-signer-1``, ``mdoc-vical-ca-1``; the JPKI's ``jpki-sign-root-g1``,
+    #: ``jpki-auth-root-g2-ocsp-1``; the TSA's ``tsa-unit-2``, ``tsa-root-g1``) or a certificate
+    #: serial in hex.
     signer: str = Field(min_length=1, max_length=SIGNER_NAME_MAX, pattern=SIGNER_NAME_PATTERN)
 
 
@@ -1851,20 +1853,26 @@ def operator_router(ctx: Context) -> APIRouter:
         svc.setup()
         return svc.revoke_iaca(body.iaca, body.reason, actor=_actor(request), destroy_key=body.destroy_key).to_json()
 
-    @router.post("/trust/key-destructions", summary="Destroy the private key of an mdoc signer no duty needs any "
-                 "more (a revoked one, whatever the reason, or one whose duties have all ended); its certificate "
-                 "stays published. Idempotent (already: destroyed before)", **typed(KeyDestruction, merge(refusals(
-                     (problems.UNKNOWN_SIGNER, "no mdoc signer of that label, serial or IACA number"),
-                     (problems.SIGNER_STILL_SIGNING, "the signer signs now (the current IACA, document signer, "
-                                                     "status-list signer, VICAL signer or VICAL CA) or, staged, "
-                                                     "will: revoke it or roll it over first"),
-                     (problems.CA_DUTIES_REMAIN, "a retired, unrevoked IACA or VICAL CA that still certifies "
-                                                 "signers that have not expired (their CRL)")),
+    @router.post("/trust/key-destructions", summary="Destroy the private key of an issuer key no duty needs any "
+                 "more: an mdoc signer (a revoked one, whatever the reason, or one whose duties have all ended), "
+                 "a JPKI root generation or OCSP responder out of use, a revoked or retired TSA unit; its "
+                 "certificate stays published. Idempotent (already: destroyed before)", **typed(KeyDestruction, merge(
+                     refusals(
+                         (problems.UNKNOWN_SIGNER, "no key of the issuer of that label, serial or IACA number"),
+                         (problems.SIGNER_STILL_SIGNING, "the key signs now (the current IACA, document signer, "
+                                                         "status-list signer, VICAL signer or VICAL CA; the issuing "
+                                                         "JPKI root generation, the OCSP responder answering for a "
+                                                         "root generation; the TSA unit stamping, the TSA root) or, "
+                                                         "staged, will: revoke it or roll it over first"),
+                         (problems.CA_DUTIES_REMAIN, "a retired, unrevoked IACA or VICAL CA that still certifies "
+                                                     "signers that have not expired, or an older JPKI root "
+                                                     "generation with certificates that have not expired (their "
+                                                     "CRL)")),
                      _SIGNER_KEY_REFUSALS)))
     def key_destruction(body: KeyDestructionRequest, request: Request) -> dict[str, Any]:
-        from mcred.mdoc_flow import mdoc_service
+        from mcred.key_destruction import destroy_key
 
-        return mdoc_service(ctx).destroy_key(body.signer, actor=_actor(request)).to_json()
+        return destroy_key(ctx, body.signer, actor=_actor(request)).to_json()
 
     @router.post("/mdoc-reissues", status_code=202, summary="Issue new MSOs into every phone holding a valid "
                  "mdoc of a revoked or retired signer (a document signer or an IACA), each as POST "

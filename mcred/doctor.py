@@ -511,39 +511,47 @@ def _mdoc_signers_out_of_use(ctx) -> Finding:  # noqa: ANN001
 
 
 def _compromised_keys(ctx) -> Finding:  # noqa: ANN001
-    """Whether the key store still holds the private key of an mdoc signer revoked because its
-    key is known or suspected in other hands (keyCompromise, cACompromise): a key-compromise
+    """Whether the key store still holds the private key of an issuer key revoked because it
+    is known or suspected in other hands (keyCompromise, cACompromise): an mdoc signer, a TSA
+    unit (a JPKI root or OCSP responder, should one ever be revoked). A key-compromise
     procedure ends with that key destroyed and a record of it (specs/issuer-keys.md, "A
-    signer's key destroyed"). Reads the registry, and asks the key store only of those
-    signers (``has``); nothing is destroyed here: the fix names the command."""
+    signer's key destroyed"). Reads the registry, and asks the key store only of those keys
+    (``has``); nothing is destroyed here: the fix names the command, each PKI's own."""
     from issuer.db import IssuerKey
-    from issuer.mdoc.pki import COMPROMISE_REASONS, MdocPki
+    from issuer.jpki.ca import JpkiCa
+    from issuer.key_destruction import COMPROMISE_REASONS
+    from issuer.mdoc.pki import MdocPki
+    from issuer.tsa import PURPOSE_ROOT, PURPOSE_UNIT
 
+    commands = {**dict.fromkeys(MdocPki.DESTROYABLE, "mcred mdoc key destroy"),
+                **dict.fromkeys(JpkiCa.DESTROYABLE, "mcred jpki key destroy"),
+                **dict.fromkeys((PURPOSE_ROOT, PURPOSE_UNIT), "mcred tsa key destroy")}
     enables = "key-compromise procedures carried to their end (the key destroyed, the destruction recorded)"
     try:
         with ctx.sessions() as s:
-            rows = [r.label for r in s.query(IssuerKey).filter(
-                IssuerKey.purpose.in_(MdocPki.DESTROYABLE), IssuerKey.revoked_at.is_not(None),
+            rows = [(r.label, r.purpose) for r in s.query(IssuerKey).filter(
+                IssuerKey.purpose.in_(sorted(commands)), IssuerKey.revoked_at.is_not(None),
                 IssuerKey.revocation_reason.in_(sorted(COMPROMISE_REASONS)), IssuerKey.key_destroyed_at.is_(None))
                 .order_by(IssuerKey.revoked_at, IssuerKey.label)]
     except Exception as exc:  # noqa: BLE001 - reported (the database finding says why)
         return Finding("compromised signer keys", False, f"cannot read the registry: {type(exc).__name__}", enables,
                        "see the database finding")
+    none = Finding("compromised signer keys", True, "none kept: no key revoked for a compromise (an mdoc signer, "
+                   "a TSA unit) is still in the key store", enables)
     if not rows:
-        return Finding("compromised signer keys", True, "none kept: no signer revoked for a key compromise holds "
-                       "its key", enables)
+        return none
     try:
-        kept = [label for label in rows if ctx.keystore.has(label)]
+        kept = [(label, purpose) for label, purpose in rows if ctx.keystore.has(label)]
     except Exception as exc:  # noqa: BLE001 - reported (the key store finding says why)
         return Finding("compromised signer keys", False, f"cannot ask the key store: {type(exc).__name__}",
                        enables, "see the issuer key store finding")
     if not kept:
-        return Finding("compromised signer keys", True, "none kept: no signer revoked for a key compromise holds "
-                       "its key", enables)
+        return none
+    labels = [label for label, _ in kept]
     return Finding("compromised signer keys", False,
-                   f"{len(kept)} signer(s) revoked for a key compromise still have their private key in the key "
-                   f"store ({', '.join(kept[:5])}{', ...' if len(kept) > 5 else ''})", enables,
-                   "; ".join(f"mcred mdoc key destroy {label}" for label in kept))
+                   f"{len(kept)} key(s) revoked for a key compromise are still in the key store "
+                   f"({', '.join(labels[:5])}{', ...' if len(kept) > 5 else ''})", enables,
+                   "; ".join(f"{commands[purpose]} {label}" for label, purpose in kept))
 
 
 def _data_access(ctx) -> Finding:  # noqa: ANN001

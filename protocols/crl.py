@@ -78,17 +78,22 @@ class CrlError(ValueError):
 
 @dataclass(frozen=True)
 class Revoked:
-    """One entry of a CRL: the serial number, when it was revoked and why (a :data:`REASONS` name)."""
+    """One entry of a CRL: the serial number, when it was revoked and why (a :data:`REASONS`
+    name), and since when it is known or suspected to have been invalid when that is known
+    (the invalidityDate entry extension, RFC 5280 5.3.2)."""
 
     serial_number: int
     revoked_at: dt.datetime
     reason: str = "unspecified"
+    invalid_since: dt.datetime | None = None
 
     def __post_init__(self) -> None:
         if self.reason not in REASONS:
             raise CrlError(f"revocation reason {self.reason!r}: one of {', '.join(REASONS)}")
         if self.revoked_at.tzinfo is None:
             raise CrlError("revocation time must be timezone-aware")
+        if self.invalid_since is not None and self.invalid_since.tzinfo is None:
+            raise CrlError("invalidity date must be timezone-aware")
 
     @classmethod
     def of(cls, entry: x509.RevokedCertificate) -> Revoked:
@@ -97,13 +102,19 @@ class Revoked:
         names = {v: k for k, v in REASONS.items()}
         if flag is not None and flag not in names:
             raise CrlError(f"serial {entry.serial_number:x}: reason {flag.value} is not one this CA records")
-        return cls(entry.serial_number, entry.revocation_date_utc, names[flag] if flag else "unspecified")
+        try:
+            since = entry.extensions.get_extension_for_class(x509.InvalidityDate).value.invalidity_date_utc
+        except x509.ExtensionNotFound:
+            since = None
+        return cls(entry.serial_number, entry.revocation_date_utc, names[flag] if flag else "unspecified", since)
 
 
 def crl_builder(issuer: x509.Certificate, *, number: int, this_update: dt.datetime,
                 next_update: dt.timedelta, revoked: Iterable[Revoked] = ()) -> x509.CertificateRevocationListBuilder:
     """An unsigned CRL of ``issuer``: thisUpdate (to the second), nextUpdate after it,
-    cRLNumber ``number``, authorityKeyIdentifier from the issuer's key, and the entries."""
+    cRLNumber ``number``, authorityKeyIdentifier from the issuer's key, and the entries (each
+    with its reason unless unspecified, and its invalidityDate when it has one; both
+    non-critical, RFC 5280 5.3.1, 5.3.2)."""
     if number < 0 or number.bit_length() > 159:
         raise CrlError(f"cRLNumber {number}: a non-negative integer of at most 20 octets (RFC 5280 5.2.3)")
     if next_update <= dt.timedelta(0):
@@ -125,6 +136,9 @@ def crl_builder(issuer: x509.Certificate, *, number: int, this_update: dt.dateti
                  .revocation_date(r.revoked_at.astimezone(dt.UTC).replace(microsecond=0)))
         if r.reason != "unspecified":
             entry = entry.add_extension(x509.CRLReason(REASONS[r.reason]), critical=False)
+        if r.invalid_since is not None:  # GeneralizedTime of whole seconds (RFC 5280 4.1.2.5.2)
+            entry = entry.add_extension(x509.InvalidityDate(
+                r.invalid_since.astimezone(dt.UTC).replace(microsecond=0)), critical=False)
         builder = builder.add_revoked_certificate(entry.build())
     return builder
 

@@ -64,11 +64,13 @@ from protocols.jpki.relying_party import (
     check_key_usage,
     check_policy,
     check_validity,
+    crl_invalidity,
     crl_refusal,
     crl_scope,
     revoked_check,
     revoked_text,
     unavailable,
+    utc_text,
 )
 from reader.crl_cache import CrlCache
 from reader.fetch import JPKI_CRL_MAX_BYTES, OCSP_MAX_BYTES, FetchError, fetch
@@ -505,8 +507,9 @@ def tsa_unit_revoked(stamp: tsp.TimeStamp, at: dt.datetime, *, client: httpx.Cli
     """Why the TSA unit that made ``stamp`` cannot be relied on for it, or None: the unit
     names a CRL distribution point, and its root's CRL there (fetched, or with ``embedded``
     the one the PDF carries, current at the time-stamp) lists it revoked for keyCompromise
-    (none of its time-stamps is relied on) or at or before the time-stamp; or the CRL cannot
-    be had (fail closed). A unit that names no CRL is not checked."""
+    (none of its time-stamps is relied on) or, for another reason, at or before the
+    time-stamp, or invalid since then (the entry's invalidityDate: :func:`_unit_revoked`); or
+    the CRL cannot be had (fail closed). A unit that names no CRL is not checked."""
     got = tsa_unit_refusal(stamp, at, client=client, cache=cache, embedded=embedded)
     return None if got is None else got.reason
 
@@ -516,7 +519,7 @@ def tsa_unit_refusal(stamp: tsp.TimeStamp, at: dt.datetime, *, client: httpx.Cli
                      name: str = "signature_timestamp") -> Check | None:
     """:func:`tsa_unit_revoked`'s reason as the failed check ``name`` (``signature_timestamp``,
     or a PDF's ``document_timestamp``): code ``unavailable``, or ``revoked`` with the CRL
-    entry's revocationDate and reason."""
+    entry's revocationDate, reason and invalidityDate (``invalid_since``, when it has one)."""
     def unchecked(why: str) -> Check:
         return Check(name, False, f"the TSA unit's revocation cannot be checked: {why}", code="unavailable")
 
@@ -555,16 +558,45 @@ def tsa_unit_refusal(stamp: tsp.TimeStamp, at: dt.datetime, *, client: httpx.Cli
             return unchecked(f"its root's CRL at {url}: {entry}")
     if entry is None:
         return None
+    return _unit_revoked(stamp, entry, name)
+
+
+def _unit_revoked(stamp: tsp.TimeStamp, entry: x509.RevokedCertificate, name: str) -> Check | None:
+    """What the root's CRL entry of the TSA unit that made ``stamp`` says of it: refused
+    (``revoked``) or None (it stands).
+
+    * **keyCompromise**: none of the unit's time-stamps is relied on (RFC 3161 4, 2.), with or
+      without an invalidity date: a time-stamp's genTime is what the unit's key signed, and
+      whoever held the key from the invalidity date on could sign any genTime, an earlier one
+      too. (A proof that the token existed before that date, a later time-stamp by another
+      TSA over it, would let it stand; none is looked for here.)
+    * **Any other reason** (superseded, cessationOfOperation, ...): the unit's own clock and
+      key are trusted up to when it became invalid, the earlier of its revocation and its
+      invalidityDate (RFC 5280 5.3.2: a unit whose clock was found out of its accuracy since
+      then, say); a time-stamp made at or after that (genTime + accuracy) is refused, one
+      made before stands."""
     flag = reason_flag(entry)
-    if flag is x509.ReasonFlags.key_compromise:
-        why = ": none of its time-stamps is relied on"
-    elif entry.revocation_date_utc <= stamp.latest:
-        why = ", before this time-stamp"
-    else:
-        return None
     reason = flag.value if flag else "unspecified"
-    return Check(name, False, f"the TSA unit was {revoked_text(reason, entry.revocation_date_utc)}"
-                 f"{why}", entry.revocation_date_utc, code="revoked", revocation_reason=reason)
+    revoked_at, since = entry.revocation_date_utc, crl_invalidity(entry)
+    cutoff = revoked_at if since is None else min(revoked_at, since)
+    said = f"revoked ({reason}) at {utc_text(revoked_at)}"
+    if flag is x509.ReasonFlags.key_compromise:
+        if since is None:
+            why = f"{said}: none of its time-stamps is relied on"
+        else:
+            why = (f"{said}, its key compromised since {utc_text(since)} (the CRL entry's invalidityDate): none of "
+                   f"its time-stamps is relied on, this one's genTime {utc_text(stamp.gen_time)} included: a "
+                   "genTime is what that key signed, and whoever held it could sign an earlier one")
+    elif cutoff > stamp.latest:
+        return None
+    elif since is None or since >= revoked_at:
+        why = f"{said}, before this time-stamp"
+    else:
+        why = (f"{said}, invalid since {utc_text(since)} (the CRL entry's invalidityDate): this time-stamp's "
+               f"genTime {utc_text(stamp.gen_time)} is not before it, so the unit was not to be relied on when it "
+               "made it")
+    return Check(name, False, f"the TSA unit was {why}", revoked_at, code="revoked", revocation_reason=reason,
+                 invalid_since=since)
 
 
 def signature_timestamp(stamps: Sequence[tuple[bytes, bytes]], tsa_roots: Sequence[x509.Certificate], *,
@@ -601,7 +633,8 @@ def signature_timestamp(stamps: Sequence[tuple[bytes, bytes]], tsa_roots: Sequen
     failed = Check("signature_timestamp", False, "; ".join(c.reason for c in refused), code=code)
     if code == "revoked":  # every stamp's unit was: when and why, the first one's (each in the reason)
         failed = dataclasses.replace(failed, revoked_at=refused[0].revoked_at,
-                                     revocation_reason=refused[0].revocation_reason)
+                                     revocation_reason=refused[0].revocation_reason,
+                                     invalid_since=refused[0].invalid_since)
     return failed, None
 
 

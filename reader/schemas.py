@@ -51,11 +51,13 @@ class JpkiCheck(VerdictCheck):
         "among them); for a signature_timestamp or document_timestamp of code revoked, the TSA unit's")
     invalid_since: str | None = Field(
         None, json_schema_extra={"format": "date-time"},
-        description="revocation checks only (null unless the answer gives one): for a verified revoked or "
+        description="revocation checks (null unless the answer gives one): for a verified revoked or "
         "revoked_after_signing, the invalidity date of the OCSP answer (singleExtension) or the CRL entry "
         "(invalidityDate, RFC 5280 5.3.2), ISO 8601 in UTC: since when the certificate is known or suspected to "
         "have been invalid (the issuer gives the time a hold began when it revokes a held certificate for good). "
-        "A signature time-stamped after it is refused (revoked), though revoked_at is later")
+        "A signature time-stamped after it is refused (revoked), though revoked_at is later. Also a "
+        "signature_timestamp or document_timestamp of code revoked whose TSA unit's CRL entry gives one (absent "
+        "otherwise): a time-stamp the unit made at or after it is refused (for keyCompromise, every one)")
 
 
 class MdocCheck(VerdictCheck):

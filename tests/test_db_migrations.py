@@ -116,7 +116,7 @@ def test_the_expiry_index_comes_and_goes_with_its_migration(db_url):
     engine.dispose()
     assert set(indexes()) == before - {"ix_credential_expiry"}
     applied, newest = schema_status(engine)
-    assert "i0013wflease" in applied and "i0022keydestroy" in newest and applied != newest
+    assert "i0013wflease" in applied and "i0023keyinvalid" in newest and applied != newest
     migrate(engine)
     assert indexes()["ix_credential_expiry"] == ["kind", "not_after"]
     assert schema_status(engine)[0] == schema_status(engine)[1]
@@ -454,4 +454,42 @@ def test_issuer_keys_get_their_key_destruction_record_and_lose_it_on_the_way_dow
     assert "key_destroyed_at" not in {c["name"] for c in sa.inspect(engine).get_columns("issuer_keys")}
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT label FROM issuer_keys")).scalars().all() == ["mdoc-iaca-1"]
+    engine.dispose()
+
+
+def test_issuer_keys_get_their_invalidity_date_and_lose_it_on_the_way_down(db_url):
+    """i0023keyinvalid adds issuer_keys.invalid_since (a TSA unit's invalidity date, ``mcred
+    tsa revoke --invalid-since``): the revoked units there are keep their rows, revocations
+    and certificates, none with a date; a date written reads back as the instant it was; the
+    downgrade drops the column and keeps the rows and their revocations."""
+    from alembic import command
+
+    from issuer.db import IssuerKey
+    from mcred.db import _alembic_config
+
+    engine = make_engine(db_url)
+    migrate(engine)
+    command.downgrade(_alembic_config(engine), "i0022keydestroy")
+    assert "invalid_since" not in {c["name"] for c in sa.inspect(engine).get_columns("issuer_keys")}
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO issuer_keys (label, purpose, algorithm, certificate, active, created_at, "
+                             "revoked_at, revocation_reason) VALUES ('tsa-unit-1', 'tsa-unit', 'p256', :c, false, "
+                             "'2026-12-01 00:00:00', '2026-12-02 00:00:00', 'keyCompromise')"), {"c": b"\x30\x00"})
+    engine.dispose()
+    migrate(engine)
+    at = dt.datetime(2026, 11, 30, 9, 30, tzinfo=dt.UTC)
+    with Session(engine) as s:
+        row = s.get(IssuerKey, "tsa-unit-1")
+        assert (row.invalid_since, row.revocation_reason, row.certificate) == (None, "keyCompromise", b"\x30\x00")
+        row.invalid_since = at
+        s.commit()
+    with Session(engine) as s:
+        assert s.get(IssuerKey, "tsa-unit-1").invalid_since == at
+    engine.dispose()
+    command.downgrade(_alembic_config(engine), "i0022keydestroy")
+    engine.dispose()
+    assert "invalid_since" not in {c["name"] for c in sa.inspect(engine).get_columns("issuer_keys")}
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT label, revocation_reason FROM issuer_keys")).all() == [
+            ("tsa-unit-1", "keyCompromise")]
     engine.dispose()

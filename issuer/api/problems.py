@@ -160,7 +160,7 @@ PROOF_OF_POSSESSION = ProblemType(400, "proof-of-possession", "Proof of possessi
 MDOC_ERROR = ProblemType(409, "mdoc-error", "mdoc issuer refused")
 UNKNOWN_STATUS_LIST = ProblemType(404, "unknown-status-list", "Unknown status list")
 MDOC_KEYS_MISSING = ProblemType(503, "mdoc-keys-missing", "mdoc issuer keys not set up")
-UNKNOWN_SIGNER = ProblemType(404, "unknown-signer", "Unknown mdoc signer certificate")
+UNKNOWN_SIGNER = ProblemType(404, "unknown-signer", "Unknown signer certificate")
 UNKNOWN_IACA = ProblemType(404, "unknown-iaca", "Unknown IACA generation")
 IACA_ENDED = ProblemType(410, "iaca-ended", "IACA generation ended")
 IACA_WITHDRAWN = ProblemType(410, "iaca-withdrawn", "IACA generation revoked (out of trust)")
@@ -184,11 +184,13 @@ def register(cls: type[BaseException], kind: ProblemType) -> None:
 
 def _register_issuer_errors() -> None:
     """The issuer's own errors (other parties' are registered by the composition root)."""
+    from issuer import key_destruction as kd
     from issuer.handover import StepFailed, UnknownWorkflow, WorkflowBusy, WorkflowError
     from issuer.jpki import errors as je
     from issuer.keystore import KeyNotFound, KeyStoreError
     from issuer.mdoc import errors as me
     from issuer.revocation import RevocationError, UnknownPhone
+    from issuer.tsa import UnknownTsaKey
 
     register(RevocationError, REVOCATION_REFUSED)
     register(UnknownPhone, UNKNOWN_PHONE)
@@ -215,6 +217,14 @@ def _register_issuer_errors() -> None:
     register(me.SignerKeyDestroyed, SIGNER_KEY_DESTROYED)
     register(me.SignerStillSigning, SIGNER_STILL_SIGNING)
     register(me.CaDutiesRemain, CA_DUTIES_REMAIN)
+    # the JPKI's and the TSA's keys (issuer.key_destruction): their own classes first, since
+    # a JPKI error's base (IssuerJpkiError) comes before the common one in its MRO
+    register(kd.KeyDestroyed, SIGNER_KEY_DESTROYED)
+    register(kd.SignerStillSigning, SIGNER_STILL_SIGNING)
+    register(kd.CaDutiesRemain, CA_DUTIES_REMAIN)
+    register(je.RootKeyDestroyed, SIGNER_KEY_DESTROYED)
+    register(je.UnknownJpkiKey, UNKNOWN_SIGNER)
+    register(UnknownTsaKey, UNKNOWN_SIGNER)
     register(KeyStoreError, KEYSTORE_ERROR)
     register(KeyNotFound, KEY_NOT_FOUND)
 

@@ -67,6 +67,13 @@ class JpkiIssuer:
         self.ocsp.invalidate()
         return gen
 
+    def destroy_key(self, ref: str, *, actor: str = "issuer"):  # noqa: ANN201 - a KeyDestructionResult
+        """Destroy the key of a root generation or OCSP responder no duty needs any more
+        (:meth:`JpkiCa.destroy_key`); the OCSP service reads its responders again."""
+        done = self.ca.destroy_key(ref, actor=actor)
+        self.ocsp.invalidate()
+        return done
+
     def roots(self, slot: str) -> list[x509.Certificate]:
         """Every root generation of the slot (the relying party's trust store)."""
         return [g.certificate for g in self.ca.generations(purpose_of(slot))]

@@ -6,7 +6,10 @@ name. Each generation has its own delegated OCSP responder (RFC 6960 4.2.2.2), b
 delegated responder must be issued by the CA that issued the certificate asked about.
 Keys live in the issuer keystore (labels ``jpki-<purpose>-root-g<N>`` and
 ``jpki-<purpose>-root-g<N>-ocsp-<M>``); the registry's ``issuer_keys`` rows carry their
-certificates and which root generation is active.
+certificates and which root generation is active. A key no duty needs any more (an older
+generation's once every certificate it issued has expired, a responder's once a newer one
+answers) is destroyed in the key store (:meth:`JpkiCa.destroy_key`), its certificate kept in
+the registry (specs/issuer-keys.md, "A signer's key destroyed").
 """
 
 from __future__ import annotations
@@ -18,16 +21,25 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from issuer.db import AuditEvent, IssuerKey, utcnow
+from issuer.db import AuditEvent, Credential, IssuerKey, utcnow
+from issuer.key_destruction import (
+    CaDutiesRemain,
+    KeyDestructionRefused,
+    KeyDestructionResult,
+    SignerStillSigning,
+    destroy_and_record,
+    take_row,
+)
 from issuer.keystore import KeyStore
+from protocols.certs import SerialError, parse_serial
 from protocols.jpki.certificates import build_ocsp_responder_certificate, build_root_ca
 from protocols.jpki.profile import JpkiProfile, KeyType, Purpose
 from protocols.jpki.validity import Validity
 
-from .errors import CaNotSetUp, GenerationEnded
+from .errors import CaNotSetUp, GenerationEnded, RootKeyDestroyed, UnknownJpkiKey
 from .keys import as_private_key
 
 ROOT_YEARS = 20
@@ -77,6 +89,8 @@ class Generation:
     certificate: x509.Certificate
     active: bool
     created_at: dt.datetime
+    #: when its key was destroyed (:meth:`JpkiCa.destroy_key`; None: the key store holds it)
+    key_destroyed_at: dt.datetime | None = None
 
     @property
     def key_id(self) -> bytes:
@@ -91,6 +105,9 @@ class Responder:
     label: str
     generation: str
     certificate: x509.Certificate
+    #: when its key was destroyed (:meth:`JpkiCa.destroy_key`, once its root generation's
+    #: certificates had all expired); None: the key store holds it
+    key_destroyed_at: dt.datetime | None = None
 
 
 @dataclass
@@ -119,7 +136,7 @@ class JpkiCa:
                 rows = s.scalars(query).all()
         return [Generation(r.label, purpose, r.algorithm,
                            x509.load_der_x509_certificate(r.certificate), r.active,
-                           r.created_at) for r in rows if r.certificate]
+                           r.created_at, r.key_destroyed_at) for r in rows if r.certificate]
 
     def active(self, purpose: Purpose, session: Session | None = None) -> Generation:
         active = [g for g in self.generations(purpose, session) if g.active]
@@ -188,7 +205,12 @@ class JpkiCa:
         return gen
 
     def signing_key(self, generation: Generation):
-        """The root's key as a signing-only private-key object (see :mod:`.keys`)."""
+        """The root's key as a signing-only private-key object (see :mod:`.keys`):
+        :class:`RootKeyDestroyed` once it was destroyed (its certificate is the registry's)."""
+        if generation.key_destroyed_at is not None:
+            raise RootKeyDestroyed(f"the key of root generation {generation.label} was destroyed at "
+                                   f"{generation.key_destroyed_at:%Y-%m-%d %H:%M:%S} UTC (every certificate it "
+                                   "issued had expired): it signs no CRL nor OCSP responder any more")
         return as_private_key(self.keystore.signer(generation.label))
 
     # -- OCSP responders ---------------------------------------------------------------------
@@ -213,15 +235,16 @@ class JpkiCa:
             cert = x509.load_der_x509_certificate(row.certificate)
             end = cert.not_valid_after_utc
             if end - now > dt.timedelta(days=RESPONDER_RENEW_DAYS) or (end >= root_end and now < end):
-                return Responder(row.label, generation.label, cert)
+                return Responder(row.label, generation.label, cert, row.key_destroyed_at)
         label = f"{prefix}{len(rows) + 1}"
         key_type = KeyType(generation.algorithm)
+        issuer_key = self.signing_key(generation)  # first: no key is made for a responder it could not certify
         signer = self.keystore.create(label, key_type.value)
         not_after = min(now + dt.timedelta(days=RESPONDER_DAYS),
                         generation.certificate.not_valid_after_utc)
         cert = build_ocsp_responder_certificate(
             profile=self.profile, purpose=generation.purpose,
-            issuer=generation.certificate, issuer_key=self.signing_key(generation),
+            issuer=generation.certificate, issuer_key=issuer_key,
             responder_key=signer.public_key(), serial=random_serial(),
             validity=Validity(now - dt.timedelta(minutes=5), not_after),
         )
@@ -234,3 +257,109 @@ class JpkiCa:
     def responder_key(self, responder: Responder):
         return as_private_key(self.keystore.signer(responder.label))
 
+    # -- a key destroyed ---------------------------------------------------------------------
+
+    #: the purposes whose keys :meth:`destroy_key` takes: the roots' and their responders'
+    DESTROYABLE = tuple(f(p) for p in Purpose for f in (root_purpose, responder_purpose))
+
+    def key_row(self, session: Session, ref: str) -> IssuerKey:
+        """The root generation or OCSP responder ``ref`` names: its key's label
+        (``jpki-sign-root-g1``, ``jpki-sign-root-g1-ocsp-2``) or its certificate's serial in hex
+        (:func:`protocols.certs.parse_serial`)."""
+        text = str(ref).strip()
+        row = session.get(IssuerKey, text)
+        if row is not None and row.purpose in self.DESTROYABLE:
+            return row
+        try:
+            wanted = parse_serial(text)
+        except SerialError:
+            wanted = None
+        if wanted is not None:
+            for row in session.scalars(select(IssuerKey).where(IssuerKey.purpose.in_(self.DESTROYABLE))):
+                if row.certificate and x509.load_der_x509_certificate(row.certificate).serial_number == wanted:
+                    return row
+        raise UnknownJpkiKey(f"no JPKI root generation or OCSP responder {ref!r} (a label jpki-sign-root-gN, "
+                             "jpki-sign-root-gN-ocsp-M, ... or a certificate serial in hex)")
+
+    def key_duty(self, session: Session, row: IssuerKey, now: dt.datetime) -> KeyDestructionRefused | None:
+        """Why the key of ``row`` may not be destroyed at ``now``, or None.
+
+        * A **root generation**: the issuing one never (:class:`SignerStillSigning`: roll it
+          over first). An older one while a certificate it issued has not expired, revoked or
+          not (:class:`CaDutiesRemain`, ``until`` the last one's notAfter): it signs the CRLs
+          of its partitions, which list its revoked certificates, and certifies the OCSP
+          responder that answers for them. None once they have all expired, or past its own
+          end.
+        * An **OCSP responder**: the one answering for its root generation now (the newest of
+          that generation, not expired) while that generation issues certificates, or has
+          some that have not expired (:class:`SignerStillSigning`; it is replaced in its last
+          30 days); none for one a newer responder replaced, one past its end, or one of a
+          root generation past its end or whose certificates have all expired (the OCSP
+          service then answers for that generation no more)."""
+        cert = x509.load_der_x509_certificate(row.certificate)
+        if row.revoked_at is not None or now >= cert.not_valid_after_utc:
+            return None
+        if row.purpose in (responder_purpose(p) for p in Purpose):
+            generation, _, _ = row.label.rpartition("-ocsp-")
+            root = session.get(IssuerKey, generation)
+            if root is None or now >= x509.load_der_x509_certificate(root.certificate).not_valid_after_utc:
+                return None
+            newest = session.scalars(select(IssuerKey).where(
+                IssuerKey.purpose == row.purpose, IssuerKey.label.startswith(f"{generation}-ocsp-"))
+                .order_by(IssuerKey.created_at.desc(), IssuerKey.label.desc()).limit(1)).first()
+            if newest is None or newest.label != row.label:
+                return None
+            if root.active:
+                return SignerStillSigning(
+                    f"the OCSP responder {row.label} is the one answering for root generation {generation}, which "
+                    f"issues certificates now: its key is needed; it is replaced in its last {RESPONDER_RENEW_DAYS} "
+                    "days (a newer one then answers, and this one's key may go)")
+            count, until = self._unexpired(session, root, now)
+            if root.key_destroyed_at is not None or not count:
+                return None
+            return SignerStillSigning(
+                f"the OCSP responder {row.label} is the one answering for the retired root generation {generation}, "
+                f"which has {count} certificate(s) that have not expired (the last ends {until:%Y-%m-%d %H:%M} UTC): "
+                "its key is needed until then")
+        if row.active:
+            slot = row.purpose.removeprefix("jpki-").removesuffix("-root")
+            return SignerStillSigning(
+                f"the root generation {row.label} is the one issuing certificates now: its key is needed; roll it "
+                f"over first (mcred jpki rollover --slot {slot})")
+        count, until = self._unexpired(session, row, now)
+        if not count:
+            return None
+        return CaDutiesRemain(
+            f"the root generation {row.label} is retired and still has {count} certificate(s) it issued that have "
+            f"not expired (the last ends {until:%Y-%m-%d %H:%M} UTC): it signs their partitions' CRLs and certifies "
+            "the OCSP responder that answers for them; its key may be destroyed after that", until=until)
+
+    @staticmethod
+    def _unexpired(session: Session, root: IssuerKey, now: dt.datetime) -> tuple[int, dt.datetime | None]:
+        """How many certificates root generation ``root`` issued have not expired at ``now``
+        (valid, on hold or revoked: a revoked one is on its CRL until it expires), and when
+        the last of them ends."""
+        kind = KIND[Purpose(root.purpose.removeprefix("jpki-").removesuffix("-root"))]
+        count, until = session.execute(
+            select(func.count(), func.max(Credential.not_after)).where(
+                Credential.kind == kind, Credential.issuer_key == root.label, Credential.not_after > now)).one()
+        return count, until
+
+    def destroy_key(self, ref: str, *, actor: str = "issuer") -> KeyDestructionResult:
+        """Destroy the private key of the root generation or OCSP responder ``ref`` names
+        (:meth:`key_row`) in the key store when no duty needs it (:meth:`key_duty`: refused
+        otherwise, nothing changed), record when on its row (``key_destroyed_at``) and audit
+        it (``jpki.key.destroy``). Its certificate stays in the registry: a root generation's
+        is still in the trust bundle (``/trust/jpki-sign-root.pem``, ``mcred export
+        jpki-root``), so what it issued still chains. Idempotent: a key destroyed before is
+        left as it is (``changed`` False, ``already``)."""
+        now = self.clock()
+        with self.sessions.begin() as s:
+            row = self.key_row(s, ref)
+            take_row(s, row)
+            if row.key_destroyed_at is not None:
+                return KeyDestructionResult.of(row, False)
+            refusal = self.key_duty(s, row, now)
+            if refusal is not None:
+                raise refusal
+            return destroy_and_record(s, self.keystore, row, now, actor=actor, action="jpki.key.destroy")

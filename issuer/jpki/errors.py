@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from issuer.key_destruction import KeyDestroyed
+
 
 class IssuerJpkiError(Exception):
     """Base class of every error raised by :mod:`issuer.jpki`."""
@@ -39,3 +41,13 @@ class UnknownCredential(IssuerJpkiError):
 
 class RevocationError(IssuerJpkiError):
     """A revocation, hold or release is not allowed in the credential's present state."""
+
+
+class RootKeyDestroyed(IssuerJpkiError, KeyDestroyed):
+    """The key of a root generation was destroyed (``JpkiCa.destroy_key``, once every
+    certificate it issued had expired): it signs nothing more (no CRL, no OCSP responder
+    certificate); its certificate stays in the trust bundle's registry."""
+
+
+class UnknownJpkiKey(IssuerJpkiError):
+    """No JPKI root generation or OCSP responder answers to the label or serial given."""

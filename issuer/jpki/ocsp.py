@@ -37,7 +37,7 @@ from protocols.jpki.ocsp import (
 from protocols.jpki.profile import Purpose
 
 from .ca import KIND, Generation, JpkiCa
-from .errors import GenerationEnded
+from .errors import GenerationEnded, RootKeyDestroyed
 
 CACHE_SECONDS = 60.0
 #: A request naming no issuer of the cached set reloads it, at most this often: a root
@@ -78,6 +78,10 @@ class OcspService:
                     r = self.ca.responder(gen)
                 except GenerationEnded:
                     continue  # an expired root: nothing it issued is valid, and it gets no responder
+                except RootKeyDestroyed:
+                    continue  # its key went once all it issued had expired: no new responder is certified
+                if r.key_destroyed_at is not None:
+                    continue  # its responder's key went too (all it answered for had expired)
                 responders.append(OcspResponder(
                     certificate=r.certificate, key=self.ca.responder_key(r),
                     issuer=gen.certificate, validity=RESPONSE_VALIDITY))

@@ -5,6 +5,9 @@ One base class, :class:`IssuerMdocError`; every subclass says what was wrong and
 
 from __future__ import annotations
 
+from issuer import key_destruction as _kd
+from issuer.key_destruction import KeyDestroyed
+
 
 class IssuerMdocError(Exception):
     """Base of every error of :mod:`issuer.mdoc`."""
@@ -77,36 +80,24 @@ class SignerRevocationError(IssuerMdocError):
     """A signer revocation was refused (reason not allowed for it)."""
 
 
-class SignerKeyDestroyed(MdocKeyError):
+class SignerKeyDestroyed(MdocKeyError, KeyDestroyed):
     """The private key of a signer was destroyed (``MdocPki.destroy_key``): it signs nothing
     more (no CRL, no new signer certificate); its certificate stays published."""
 
 
-class KeyDestructionRefused(IssuerMdocError):
+class KeyDestructionRefused(IssuerMdocError, _kd.KeyDestructionRefused):
     """A signer's key was not destroyed: a duty still needs it (``duty`` names which). Nothing
     was changed."""
 
-    duty = "unspecified"
 
-
-class SignerStillSigning(KeyDestructionRefused):
+class SignerStillSigning(KeyDestructionRefused, _kd.SignerStillSigning):
     """The signer signs now, or will (the current IACA, document signer, status-list signer,
     VICAL signer or VICAL CA; a staged IACA, which the next rollover starts): revoke it or
     roll it over first."""
 
-    def __init__(self, message: str, duty: str = "signing") -> None:
-        super().__init__(message)
-        self.duty = duty
 
-
-class CaDutiesRemain(KeyDestructionRefused):
+class CaDutiesRemain(KeyDestructionRefused, _kd.CaDutiesRemain):
     """A retired, unrevoked CA (an older IACA or VICAL CA) still signs for certificates it
     issued that have not expired (their CRL; for an IACA the status-list signers of its
     mdocs' lists): its key may be destroyed once the last of them ends (``until``), or once
     it is revoked."""
-
-    duty = "crl"
-
-    def __init__(self, message: str, until=None) -> None:  # noqa: ANN001 - a datetime
-        super().__init__(message)
-        self.until = until

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from issuer.db import AuditEvent, Credential, Holder, utcnow
+from issuer.key_destruction import KeyDestructionResult
 from issuer.mdoc import models as _models  # noqa: F401 - registers the mdoc tables
 from issuer.mdoc.issuance import IssuancePolicy, MdocIssuer
 from issuer.mdoc.models import PublishedVical
@@ -178,32 +179,6 @@ class VicalSignerRevocationResult:
         return {**self.info.to_json(), "changed": self.changed, "amended_from": self.amended_from,
                 "signing": {"label": self.signing.label, "serial": self.signing.serial},
                 "vical_issue_id": self.vical_issue_id}
-
-
-@dataclass(frozen=True)
-class KeyDestructionResult:
-    """What :meth:`MdocService.destroy_key` did: the signer (never its key), when its key was
-    destroyed, whether this call destroyed it (False: ``already`` destroyed before), and
-    whether the key store held no key any more when it was asked (``found_absent``)."""
-
-    label: str
-    purpose: str
-    serial: str
-    subject: str
-    not_after: dt.datetime
-    revoked_at: dt.datetime | None
-    reason: str | None
-    key_destroyed_at: dt.datetime
-    changed: bool
-    found_absent: bool = False
-
-    def to_json(self) -> dict:
-        """The answer of ``mcred mdoc key destroy --json`` and POST /trust/key-destructions."""
-        return {"label": self.label, "purpose": self.purpose, "serial": self.serial, "subject": self.subject,
-                "not_after": self.not_after.isoformat(),
-                "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None, "reason": self.reason,
-                "key_destroyed_at": self.key_destroyed_at.isoformat(), "changed": self.changed,
-                "already": not self.changed, "found_absent": self.found_absent}
 
 
 class MdocService:
@@ -496,16 +471,13 @@ class MdocService:
 
         def work(s: Session) -> KeyDestructionResult:
             done = self.pki.destroy_key(s, ref, self.clock())
-            row, cert = done.row, self.pki._cert(done.row)
-            serial = format(cert.serial_number, "x")
+            result = KeyDestructionResult.of(done.row, done.changed, done.found_absent)
             if done.changed:
-                s.add(AuditEvent(actor=actor, action="mdoc.key.destroy", subject=row.label, detail={
-                    "serial": serial, "purpose": row.purpose, "revoked": row.revoked_at is not None,
-                    "reason": row.revocation_reason, "found_absent": done.found_absent}))
+                s.add(AuditEvent(actor=actor, action="mdoc.key.destroy", subject=done.row.label, detail={
+                    "serial": result.serial, "purpose": done.row.purpose, "revoked": done.row.revoked_at is not None,
+                    "reason": done.row.revocation_reason, "found_absent": done.found_absent}))
                 s.flush()
-            return KeyDestructionResult(row.label, row.purpose, serial, cert.subject.rfc4514_string(),
-                                        cert.not_valid_after_utc, row.revoked_at, row.revocation_reason,
-                                        row.key_destroyed_at, done.changed, done.found_absent)
+            return result
 
         return run_transaction(self.sessions, work)
 

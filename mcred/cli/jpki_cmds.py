@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 from pathlib import Path
@@ -25,7 +24,14 @@ from mcred.cli.ota_cli import (
     over_the_air_options,
 )
 from mcred.cli.phone_cmds import tsm_tracing
-from mcred.cli.state import check_can_listen, cli_actor, open_context, out_path, public_url_mismatch
+from mcred.cli.state import (
+    check_can_listen,
+    cli_actor,
+    open_context,
+    out_path,
+    parse_invalid_since,
+    public_url_mismatch,
+)
 from mcred.cli.text import check_line, fail, revocation_line, secret_lines
 from mcred.cli.watch_cmds import watch_app
 from reader.text import printable
@@ -101,6 +107,41 @@ def rollover(slot: str = SLOT, key_type: str = typer.Option("rsa2048", help="rsa
         typer.echo(json.dumps({"slot": slot, **_generation(gen)}))
         return
     typer.echo(f"{slot}: new generation {gen.label} key id {gen.key_id.hex()}")
+
+
+key_app = typer.Typer(help="The private keys of the JPKI roots and their OCSP responders: destroy one no duty "
+                      "needs (specs/issuer-keys.md).", no_args_is_help=True)
+jpki_app.add_typer(key_app, name="key")
+
+
+@key_app.command("destroy")
+def key_destroy(ref: str = typer.Argument(..., metavar="REF", help="The key: a root generation's label "
+                                          "(jpki-sign-root-g1), an OCSP responder's (jpki-sign-root-g1-ocsp-2), "
+                                          "or its certificate's serial (hex)."),
+                as_json: bool = typer.Option(False, "--json")) -> None:
+    """Destroy a JPKI key in the key store, for good, once no duty needs it: an older root
+    generation's (mcred jpki rollover leaves them) once every certificate it issued has
+    expired, an OCSP responder's once a newer one answers for its root generation, or its
+    generation has ended or has nothing left to answer for. Refused (exit 2, nothing changed) for the issuing root generation, the
+    responder answering now, and an older generation with certificates that have not
+    expired (the error says when the last one ends). Its certificate stays (a root's in the
+    trust bundle, mcred export jpki-root); the time is recorded and audited
+    (jpki.key.destroy). Again: already destroyed, exit 0."""
+    from issuer.jpki.errors import UnknownJpkiKey
+    from issuer.key_destruction import KeyDestructionRefused
+    from issuer.keystore import KeyStoreError
+    from mcred.cli.text import fail, key_destruction_line
+
+    try:
+        done = _issuer().destroy_key(ref, actor=cli_actor())
+    except (UnknownJpkiKey, KeyDestructionRefused) as exc:
+        raise fail(str(exc), as_json, 2) from None
+    except KeyStoreError as exc:
+        raise fail(f"the key store could not destroy it: {exc}", as_json, 2) from None
+    if as_json:
+        typer.echo(json.dumps(done.to_json(), ensure_ascii=False))
+        return
+    typer.echo(key_destruction_line(done))
 
 
 @jpki_app.command("sign")
@@ -830,13 +871,7 @@ def revoke(phone: str = typer.Option(..., "--phone"),
     from issuer.revocation import InvalidSinceRefused, RevocationError
     from issuer.revocation import revoke as do_revoke
 
-    since = None
-    if invalid_since is not None:
-        try:
-            since = dt.datetime.fromisoformat(invalid_since.strip())
-        except ValueError:
-            raise typer.BadParameter(f"{invalid_since!r}: not an ISO 8601 instant; give one with its offset "
-                                     "(2026-12-01T09:00:00+09:00)", param_hint="--invalid-since") from None
+    since = parse_invalid_since(invalid_since)
     try:
         changes = do_revoke(open_context().sessions, phone, reason, credential, actor=cli_actor(),
                             invalid_since=since)

@@ -973,17 +973,11 @@ def vical_signer_revoke(
 def _said_destroyed(done) -> None:  # noqa: ANN001 - a KeyDestructionResult or None
     """What became of a signer's key asked to be destroyed (``--destroy-key``, ``mcred mdoc
     key destroy``): destroyed now, found gone, or destroyed before."""
-    if done is None:
-        return
-    if not done.changed:
-        console.print(f"the key of {done.label} was already destroyed ({done.key_destroyed_at:%Y-%m-%d %H:%M:%S} UTC)",
-                      highlight=False)
-    elif done.found_absent:
-        console.print(f"the key of {done.label} was not in the key store any more: recorded destroyed at "
-                      f"{done.key_destroyed_at:%Y-%m-%d %H:%M:%S} UTC", highlight=False)
-    else:
-        console.print(f"the key of {done.label} destroyed at {done.key_destroyed_at:%Y-%m-%d %H:%M:%S} UTC; its "
-                      "certificate stays published", highlight=False)
+    from mcred.cli.text import key_destruction_line
+
+    line = key_destruction_line(done)
+    if line is not None:
+        console.print(line, highlight=False)
 
 
 def key_destroy(

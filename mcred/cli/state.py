@@ -119,3 +119,21 @@ def cli_actor() -> str:
         return f"cli:{getpass.getuser()}"[:4 + ACTOR_NAME_MAX]
     except (KeyError, OSError):  # no login name and no passwd entry (a container's bare uid)
         return f"cli:uid-{os.getuid()}" if hasattr(os, "getuid") else "cli:unknown"
+
+
+def parse_invalid_since(value: str | None):  # noqa: ANN201 - a datetime or None
+    """``--invalid-since`` as the revocations take it (``mcred revoke``, ``mcred tsa revoke``):
+    an ISO 8601 instant; one that is not is a bad parameter naming the option. Its offset and
+    that it is not after the revocation are the revocation's to check
+    (:func:`issuer.revocation.check_invalidity_date`)."""
+    import datetime as dt
+
+    import typer
+
+    if value is None:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{value!r}: not an ISO 8601 instant; give one with its offset "
+                                 "(2026-12-01T09:00:00+09:00)", param_hint="--invalid-since") from None

@@ -231,3 +231,16 @@ def print_tree(value: object, indent: int = 0, echo=None) -> None:  # noqa: ANN0
                 echo(f"{pad}- {printable(_scalar(item))}")
     else:
         echo(f"{pad}{printable(_scalar(value))}")
+
+
+def key_destruction_line(done) -> str | None:  # noqa: ANN001 - an issuer.key_destruction.KeyDestructionResult
+    """What became of a key asked to be destroyed (``--destroy-key``, ``mcred mdoc|jpki|tsa key
+    destroy``): destroyed now, found gone, or destroyed before; None when none was asked."""
+    if done is None:
+        return None
+    at = f"{done.key_destroyed_at:%Y-%m-%d %H:%M:%S} UTC"
+    if not done.changed:
+        return f"the key of {done.label} was already destroyed ({at})"
+    if done.found_absent:
+        return f"the key of {done.label} was not in the key store any more: recorded destroyed at {at}"
+    return f"the key of {done.label} destroyed at {at}; its certificate stays published"

@@ -4,7 +4,7 @@
 writes the TimeStampResp as ``openssl ts`` writes it (``.tsr``); ``verify`` checks a reply
 or token against a file and the time-stamping roots; ``log`` lists what this installation's
 TSA stamped (its audit rows), to answer "did we issue this token?"; ``revoke`` takes a TSA
-unit out of service (its root's CRL lists it).
+unit out of service (its root's CRL lists it); ``key destroy`` destroys a key no duty needs.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import typer
 
-from mcred.cli.state import cli_actor, open_context, out_path
+from mcred.cli.state import cli_actor, open_context, out_path, parse_invalid_since
 
 tsa_app = typer.Typer(help="RFC 3161 time-stamps: get one, check one, list what this TSA stamped "
                       "(specs/revocation.md section 5.2).", no_args_is_help=True)
@@ -160,27 +160,85 @@ def verify(reply: Path = typer.Argument(..., exists=True, dir_okay=False,
 def revoke(unit: str = typer.Argument(..., help="the unit: its label (tsa-unit-N) or its certificate's serial (hex)"),
            reason: str = typer.Option(..., "--reason", help="keyCompromise (none of its time-stamps is relied "
                                       "on any more), superseded, cessationOfOperation, ..."),
+           invalid_since: str | None = typer.Option(
+               None, "--invalid-since", help="since when its key is known or suspected to have been compromised, "
+               "or the unit otherwise invalid (its clock out of its accuracy, say): the CRL entry's invalidityDate "
+               "(RFC 5280), an instant with its offset (2026-12-01T09:00:00+09:00), not after now. Relying parties "
+               "then refuse its time-stamps made from then on (for keyCompromise, all of them, as before)."),
+           destroy_key: bool = typer.Option(False, "--destroy-key", help="Then destroy its private key in the key "
+                                            "store (mcred tsa key destroy): its certificate stays in the registry "
+                                            "and in every token it made."),
            as_json: bool = typer.Option(False, "--json", help="Print {\"unit\", \"serial\", \"reason\", "
-                                        "\"changed\"[, \"amended_from\"]}: changed false when it was revoked "
-                                        "already with nothing to amend; reason the unit's reason now.")) -> None:
+                                        "\"changed\"[, \"amended_from\"][, \"invalid_since\"][, "
+                                        "\"key_destroyed_at\"]}: changed false when it was revoked already with "
+                                        "nothing to amend; reason the unit's reason now.")) -> None:
     """Revoke a TSA unit: the root's CRL (/tsa/root.crl) lists it, a new unit stamps from now
-    on. Relying parties refuse its time-stamps made at or after the revocation, and all of
-    them for keyCompromise. A unit revoked already for another reason is amended to
-    keyCompromise (its revocation time stays); nothing else changes a revoked unit."""
+    on. Relying parties refuse its time-stamps made at or after the revocation (or its
+    --invalid-since, when earlier), and all of them for keyCompromise. A unit revoked already
+    is amended: keyCompromise replaces another reason, and an --invalid-since earlier than the
+    one recorded replaces it (its revocation time stays); nothing else changes a revoked unit."""
+    from issuer.keystore import KeyStoreError
+    from issuer.revocation import InvalidSinceRefused
     from issuer.tsa import TsaError
+    from mcred.cli.text import key_destruction_line
 
+    since = parse_invalid_since(invalid_since)
     try:
-        done = _authority().revoke_unit_detail(unit, reason, actor=cli_actor())
+        done = _authority().revoke_unit_detail(unit, reason, actor=cli_actor(), invalid_since=since,
+                                               destroy_key=destroy_key)
+    except InvalidSinceRefused as exc:
+        raise typer.BadParameter(exc.why, param_hint="--invalid-since") from None
     except TsaError as exc:
         raise typer.BadParameter(str(exc)) from None
+    except KeyStoreError as exc:  # revoked (committed), the key not destroyed: run it again
+        raise _fail(f"revoked, but its key was not destroyed: {exc} (mcred tsa key destroy {unit})", 2,
+                    as_json) from None
+    gone = done.key_destruction
     if as_json:
         typer.echo(json.dumps({"unit": done.label, "serial": f"{done.serial:x}", "reason": done.reason,
                                "changed": done.changed,
-                               **({"amended_from": done.amended_from} if done.amended_from else {})}))
+                               **({"amended_from": done.amended_from} if done.amended_from else {}),
+                               **({"invalid_since": done.invalid_since.isoformat()} if done.invalid_since else {}),
+                               **({"key_destroyed_at": gone.key_destroyed_at.isoformat()} if gone else {})}))
         return
-    said = (f"revoked ({done.amended_from}) -> revoked ({done.reason}), amended" if done.amended_from
-            else f"revoked ({done.reason})" if done.changed else f"was revoked already ({done.reason})")
+    now = f"{done.reason}, invalid since {done.invalid_since.isoformat()}" if done.invalid_since else done.reason
+    said = (f"revoked ({done.amended_from}) -> revoked ({now}), amended" if done.amended_from
+            else f"revoked ({now})" if done.changed else f"was revoked already ({now})")
     typer.echo(f"{done.label} (serial {done.serial:x}): {said}")
+    if gone is not None:
+        typer.echo(key_destruction_line(gone))
+
+
+key_app = typer.Typer(help="The TSA's private keys: destroy one no duty needs (specs/issuer-keys.md).",
+                      no_args_is_help=True)
+tsa_app.add_typer(key_app, name="key")
+
+
+@key_app.command("destroy")
+def key_destroy(ref: str = typer.Argument(..., metavar="REF", help="The key: a unit's label (tsa-unit-2), the "
+                                          "root's (tsa-root-g1), or a certificate serial (hex)."),
+                as_json: bool = typer.Option(False, "--json")) -> None:
+    """Destroy a TSA key in the key store, for good, once no duty needs it: a revoked unit's
+    (any reason: a key-compromise procedure ends here), or a retired one's (a newer unit
+    stamps). Refused (exit 2, nothing changed) for the unit stamping now and the current
+    root. Its certificate stays (in the registry and in every token it made, which verify as
+    before); the time is recorded and audited (tsa.key.destroy). Again: already destroyed,
+    exit 0."""
+    from issuer.key_destruction import KeyDestructionRefused
+    from issuer.keystore import KeyStoreError
+    from issuer.tsa import TsaError
+    from mcred.cli.text import key_destruction_line
+
+    try:
+        done = _authority().destroy_key(ref, actor=cli_actor())
+    except (TsaError, KeyDestructionRefused) as exc:
+        raise _fail(str(exc), 2, as_json) from None
+    except KeyStoreError as exc:
+        raise _fail(f"the key store could not destroy it: {exc}", 2, as_json) from None
+    if as_json:
+        typer.echo(json.dumps(done.to_json(), ensure_ascii=False))
+        return
+    typer.echo(key_destruction_line(done))
 
 
 @tsa_app.command("log")

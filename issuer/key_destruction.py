@@ -1,0 +1,133 @@
+"""A key of the issuer destroyed once no duty needs it: what every PKI of the issuer shares.
+
+The mdoc PKI (:meth:`issuer.mdoc.pki.MdocPki.destroy_key`), the JPKI roots and their OCSP
+responders (:meth:`issuer.jpki.ca.JpkiCa.destroy_key`) and the time-stamping authority
+(:meth:`issuer.tsa.TimeStampAuthority.destroy_key`) each decide when one of their keys may go
+(its *duty*: what it still signs); what follows is the same for all (specs/issuer-keys.md, "A
+signer's key destroyed"): the key store destroys the key (:meth:`issuer.keystore.KeyStore.destroy`),
+the key's ``issuer_keys`` row records when (``key_destroyed_at``), its certificate stays in
+the row and is published from there, the audit trail says who did it, and a second call
+changes nothing and says so (``already``).
+
+The errors here are the common ground of the three PKIs' own (``issuer.mdoc.errors``
+subclasses them): a caller that destroys keys of any PKI catches these, and the API answers
+each with one problem type.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from cryptography import x509
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from issuer.db import AuditEvent, IssuerKey
+from issuer.keystore import KeyNotFound, KeyStore
+
+#: The revocation reasons that say a key is known or suspected to be in other hands: a key
+#: kept after one is what ``mcred doctor`` names ("compromised signer keys").
+COMPROMISE_REASONS = frozenset({"cACompromise", "keyCompromise"})
+
+
+class KeyDestroyed(Exception):
+    """The private key of an issuer key was destroyed: what would sign with it is refused
+    (its certificate stays published)."""
+
+
+class KeyDestructionRefused(Exception):
+    """A key was not destroyed: a duty still needs it (``duty`` names which). Nothing was
+    changed."""
+
+    duty = "unspecified"
+
+
+class SignerStillSigning(KeyDestructionRefused):
+    """The key signs now, or will: the current one of its kind (an IACA, a document signer, a
+    JPKI root generation issuing certificates, the OCSP responder answering for a root
+    generation, the TSA unit stamping, the TSA root...), or a staged IACA. Revoke it, roll it
+    over or let it be replaced first."""
+
+    def __init__(self, message: str, duty: str = "signing") -> None:
+        super().__init__(message)
+        self.duty = duty
+
+
+class CaDutiesRemain(KeyDestructionRefused):
+    """A retired, unrevoked CA still signs for certificates it issued that have not expired
+    (their CRL, their OCSP responder's certificate): its key may be destroyed once the last of
+    them ends (``until``), or once it is revoked where it can be."""
+
+    duty = "crl"
+
+    def __init__(self, message: str, until: dt.datetime | None = None) -> None:
+        super().__init__(message)
+        self.until = until
+
+
+@dataclass(frozen=True)
+class KeyDestructionResult:
+    """What a key destruction did: the key (never the key itself: its label, purpose and
+    certificate's facts), when it was destroyed, whether this call destroyed it (False:
+    ``already`` destroyed before), and whether the key store held no key any more when it
+    was asked (``found_absent``)."""
+
+    label: str
+    purpose: str
+    serial: str
+    subject: str
+    not_after: dt.datetime
+    revoked_at: dt.datetime | None
+    reason: str | None
+    key_destroyed_at: dt.datetime
+    changed: bool
+    found_absent: bool = False
+
+    @classmethod
+    def of(cls, row: IssuerKey, changed: bool, found_absent: bool = False) -> KeyDestructionResult:
+        """The result for the key of ``row`` (its certificate read from the row)."""
+        cert = x509.load_der_x509_certificate(row.certificate)
+        return cls(row.label, row.purpose, format(cert.serial_number, "x"), cert.subject.rfc4514_string(),
+                   cert.not_valid_after_utc, row.revoked_at, row.revocation_reason, row.key_destroyed_at,
+                   changed, found_absent)
+
+    def to_json(self) -> dict:
+        """The answer of ``mcred mdoc|jpki|tsa key destroy --json`` and POST /trust/key-destructions."""
+        return {"label": self.label, "purpose": self.purpose, "serial": self.serial, "subject": self.subject,
+                "not_after": self.not_after.isoformat(),
+                "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None, "reason": self.reason,
+                "key_destroyed_at": self.key_destroyed_at.isoformat(), "changed": self.changed,
+                "already": not self.changed, "found_absent": self.found_absent}
+
+
+def take_row(session: Session, row: IssuerKey) -> None:
+    """Lock ``row`` for the caller's transaction (PostgreSQL: its row lock; SQLite: the write
+    lock) and read it afresh: two destructions, or a destruction and a revocation, of one key
+    follow each other."""
+    session.execute(update(IssuerKey).where(IssuerKey.label == row.label)
+                    .values(key_destroyed_at=IssuerKey.key_destroyed_at)
+                    .execution_options(synchronize_session=False))
+    session.refresh(row)
+
+
+def destroy_and_record(session: Session, keystore: KeyStore, row: IssuerKey, now: dt.datetime, *,
+                       actor: str, action: str) -> KeyDestructionResult:
+    """Destroy the key of ``row`` (no duty needs it: the caller asked) in ``keystore``, record
+    when on the row and audit it as ``action`` (subject the label; its serial, purpose,
+    whether and why it was revoked, ``found_absent``), in the caller's transaction. The key
+    is destroyed before that transaction commits: one rolled back afterwards leaves the key
+    gone and no record, and the next call finds no key and records it then
+    (``found_absent``)."""
+    try:
+        keystore.destroy(row.label)
+        absent = False
+    except KeyNotFound:
+        absent = True
+    row.key_destroyed_at = now
+    done = KeyDestructionResult.of(row, True, absent)
+    session.add(AuditEvent(actor=actor, action=action, subject=row.label, detail={
+        "serial": done.serial, "purpose": row.purpose, "revoked": row.revoked_at is not None,
+        "reason": row.revocation_reason, "found_absent": absent}))
+    session.flush()
+    return done
