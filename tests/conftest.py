@@ -246,6 +246,15 @@ def pytest_collection_modifyitems(config, items) -> None:
     seen: set[int] = set()
     for item in items:
         test = getattr(item, "obj", None)
+        # A RuleBasedStateMachine collected as its ``TestCase`` (tests/test_reader_sessions_model.py):
+        # its runTest reads the class's ``settings`` when it runs, and carries none of its own.
+        machine = getattr(item, "cls", None)
+        if getattr(test, "_hypothesis_state_machine_class", None) is not None and machine is not None:
+            if id(machine) not in seen:
+                seen.add(id(machine))
+                current = machine.settings
+                machine.settings = settings(current, max_examples=current.max_examples * scale, deadline=None)
+            continue
         current = getattr(test, "_hypothesis_internal_use_settings", None)
         if current is None or id(test) in seen:
             continue
