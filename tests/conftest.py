@@ -232,13 +232,19 @@ def pytest_xdist_auto_num_workers(config) -> int:  # noqa: ANN001 - pytest's Con
     return (os.cpu_count() or 1) + 1
 
 
-def pytest_collection_modifyitems(config, items) -> None:
-    """``MCRED_FUZZ_SCALE=N`` runs every property test with N times its examples and no
-    deadline: a fuzz campaign over the same tests, off CI (whose runs stay bounded)."""
+def fuzz_scale() -> int:
+    """``MCRED_FUZZ_SCALE`` as a number (1 when unset), for a test that builds its own
+    ``@given`` while it runs (tests/test_api_fuzz.py), out of the reach of the hook below."""
     text = os.environ.get("MCRED_FUZZ_SCALE", "").strip() or "1"
     if not text.isdigit() or int(text) < 1:
         raise pytest.UsageError(f"MCRED_FUZZ_SCALE={text!r}: a whole number of times the examples, 1 or more")
-    scale = int(text)
+    return int(text)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """``MCRED_FUZZ_SCALE=N`` runs every property test with N times its examples and no
+    deadline: a fuzz campaign over the same tests, off CI (whose runs stay bounded)."""
+    scale = fuzz_scale()
     if scale == 1:
         return
     from hypothesis import settings
@@ -246,6 +252,15 @@ def pytest_collection_modifyitems(config, items) -> None:
     seen: set[int] = set()
     for item in items:
         test = getattr(item, "obj", None)
+        # A RuleBasedStateMachine collected as its ``TestCase`` (tests/test_reader_sessions_model.py):
+        # its runTest reads the class's ``settings`` when it runs, and carries none of its own.
+        machine = getattr(item, "cls", None)
+        if getattr(test, "_hypothesis_state_machine_class", None) is not None and machine is not None:
+            if id(machine) not in seen:
+                seen.add(id(machine))
+                current = machine.settings
+                machine.settings = settings(current, max_examples=current.max_examples * scale, deadline=None)
+            continue
         current = getattr(test, "_hypothesis_internal_use_settings", None)
         if current is None or id(test) in seen:
             continue

@@ -4,7 +4,7 @@ No answer is a 5xx, every 4xx is ``application/problem+json`` with the RFC 9457 
 and every answer is the one the document promises (schemathesis's conformance checks: a
 documented status, media type, body schema and required headers), so that a client
 generated from the document reads what it is sent. Bounded: 20 examples per operation,
-no deadline."""
+no deadline (times ``MCRED_FUZZ_SCALE``, tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import schemathesis
+from conftest import fuzz_scale
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -89,7 +90,7 @@ def test_no_5xx_and_every_4xx_is_problem_json(home: Path, db_url: str, mode: Gen
     skipped: list[str] = []
     for operation in operations:
         @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=20, deadline=None, database=None,
+        @settings(max_examples=20 * fuzz_scale(), deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         def run(case):  # noqa: ANN001
             case.call_and_validate(headers=headers,
@@ -136,7 +137,7 @@ def test_reader_service_no_5xx_and_every_4xx_is_problem_json(mode: GenerationMod
     assert len(operations) >= 4
     for operation in operations:
         @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=25, deadline=None, database=None,
+        @settings(max_examples=25 * fuzz_scale(), deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         def run(case):  # noqa: ANN001
             case.call_and_validate(checks=[not_a_server_error, problem_json_on_4xx, *CONFORMANCE])
