@@ -1301,10 +1301,18 @@ def _iaca_compromise(env: Env, report: DrillReport, workers: int,
     mine = {r.phone_id for _, r, _, _ in subjects}
     left = [p for p in reissued.phones if p.phone_id in mine and p.outcome != "reissued"]
     _require(not left, f"not re-issued: {[(p.phone_id, p.outcome, p.detail) for p in left]}")
+    # the procedure's last step (specs/issuer-keys.md "A signer's key destroyed"): the
+    # compromised key goes; what readers hold of the IACA, its certificate, stays published
+    gone = svc.destroy_key(done.info.label, actor="drill")
+    _require(gone.changed and not svc.pki.keystore.has(done.info.label),
+             f"the compromised key {done.info.label} is still in the key store")
+    _require(svc.iaca_certificate(done.info.label).serial_number == compromised.serial_number,
+             f"the certificate of {done.info.label} is no longer served once its key is destroyed")
     report.bystander = {"phone": "-", "result": (
         f"IACA {done.info.label} revoked (cACompromise) in {revoke_s:.3f} s, the staged {successor.iaca.label} "
         f"started with it; {len(reissued.phones)} phone(s) re-issued in {reissue_s:.3f} s "
-        f"(mcred mdoc reissue --signer {done.info.label})")}
+        f"(mcred mdoc reissue --signer {done.info.label}); then its key destroyed, its certificate still served "
+        f"(mcred mdoc key destroy {done.info.label})")}
     fresh = _vical_reader(env)
 
     def recover(item: tuple[SubjectReport, ProvisionResult, tuple[bytes, Any], bytes]) -> None:

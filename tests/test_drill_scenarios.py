@@ -162,6 +162,11 @@ def test_iaca_compromise_refused_at_the_next_vical_and_every_phone_reissued_unde
     assert [(i.label, i.reason) for i in svc.signers("iaca")] == [("mdoc-iaca-1", "cACompromise"),
                                                                    ("mdoc-iaca-2", None)]
     assert svc.trusted_iacas() == [svc.iaca_certificate()]
+    # the procedure's last step: the compromised key destroyed, its certificate still published
+    assert "its key destroyed, its certificate still served" in report.bystander["result"]
+    (first,) = [i for i in svc.signers("iaca") if i.label == "mdoc-iaca-1"]
+    assert first.key_destroyed_at is not None and not svc.pki.keystore.has("mdoc-iaca-1")
+    assert svc.iaca_certificate(1).serial_number == int(first.serial, 16)
     md = render_markdown([report])
     assert "## iaca_compromise: PASSED" in md and "reader propagation" in md
     own.close()

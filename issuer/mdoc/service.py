@@ -210,8 +210,9 @@ class MdocService:
         current IACA can still make them (:meth:`MdocPki.setup`: no DS in its last months)."""
         return run_transaction(self.sessions, lambda s: self.pki.setup(s, self.clock()))
 
-    def iaca_certificate(self, generation: int | None = None) -> x509.Certificate:
-        """The current IACA (made when there is none), or IACA generation ``generation``."""
+    def iaca_certificate(self, generation: int | str | None = None) -> x509.Certificate:
+        """The current IACA (made when there is none), or IACA generation ``generation`` (its
+        number or label), whatever became of its key."""
         if generation is None:
             return run_transaction(self.sessions,
                                    lambda s: self.pki.ensure_iaca_certificate(s, self.clock()).certificate)

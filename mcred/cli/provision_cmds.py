@@ -364,7 +364,8 @@ def drill_cmd(
     It runs in a fresh temporary installation, or in $MCRED_HOME when that is set: there
     ds_compromise revokes the installation's document signer, kloc_compromise rotates
     its TSM's KLOC CA, iaca_rollover stages and starts its next mdoc IACA and iaca_compromise
-    revokes its current IACA and re-issues every phone under it, as the drills do to their own."""
+    revokes its current IACA, re-issues every phone under it and destroys the IACA's key, as the
+    drills do to their own."""
     import tempfile
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
