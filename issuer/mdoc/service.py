@@ -345,12 +345,7 @@ class MdocService:
             return VicalSignerRevocationResult(info, changed, previous if changed else None,
                                                self._vical_info(s, signing), issue_id)
 
-        done = run_transaction(self.sessions, work)
-        if not destroy_key:
-            return done
-        gone = self.destroy_key(done.info.label, actor=actor)
-        return dataclasses.replace(done, info=dataclasses.replace(done.info, key_destroyed_at=gone.key_destroyed_at),
-                                   key_destruction=gone)
+        return self._then_destroy(run_transaction(self.sessions, work), destroy_key, actor)
 
     def _vical_info(self, s: Session, row) -> VicalSignerInfo:  # noqa: ANN001
         from protocols.certs import crl_url
@@ -454,7 +449,12 @@ class MdocService:
             return IacaRevocationResult(info, done.changed, done.amended_from, successor,
                                         done.retired_signers, tuple(phones))
 
-        done = run_transaction(self.sessions, work)
+        return self._then_destroy(run_transaction(self.sessions, work), destroy_key, actor)
+
+    def _then_destroy(self, done, destroy_key: bool, actor: str):  # noqa: ANN001, ANN202 - a revocation's result
+        """A revocation's result, with the signer's key destroyed after it committed when
+        ``destroy_key`` (its own transaction: a rollback never leaves a signer in duty without
+        its key), and the destruction recorded in it."""
         if not destroy_key:
             return done
         gone = self.destroy_key(done.info.label, actor=actor)
@@ -582,12 +582,7 @@ class MdocService:
                 s.flush()
             return SignerRevocationResult(info, changed, previous if changed else None)
 
-        done = run_transaction(self.sessions, work)
-        if not destroy_key:
-            return done
-        gone = self.destroy_key(done.info.label, actor=actor)
-        return dataclasses.replace(done, info=dataclasses.replace(done.info, key_destroyed_at=gone.key_destroyed_at),
-                                   key_destruction=gone)
+        return self._then_destroy(run_transaction(self.sessions, work), destroy_key, actor)
 
     def _info(self, s: Session, row) -> SignerInfo:  # noqa: ANN001
         cert = self.pki._cert(row)
