@@ -105,16 +105,10 @@ class MdocPkiConfig:
         return _ALGORITHMS[self.algorithm]
 
 
-@dataclass(frozen=True)
-class ActiveKey:
-    """A key of the PKI ready to sign: its label, certificate and COSE signer."""
+class _CertificateFacts:
+    """What both views of a signer read off its ``certificate``, each once."""
 
-    label: str
-    purpose: str
     certificate: x509.Certificate
-    signer: CoseSignerAdapter = field(repr=False, compare=False)
-    #: the label of the IACA that issued this signer's certificate (None for an IACA)
-    iaca_label: str | None = None
 
     @functools.cached_property
     def der(self) -> bytes:
@@ -128,7 +122,19 @@ class ActiveKey:
 
 
 @dataclass(frozen=True)
-class SignerCertificate:
+class ActiveKey(_CertificateFacts):
+    """A key of the PKI ready to sign: its label, certificate and COSE signer."""
+
+    label: str
+    purpose: str
+    certificate: x509.Certificate
+    signer: CoseSignerAdapter = field(repr=False, compare=False)
+    #: the label of the IACA that issued this signer's certificate (None for an IACA)
+    iaca_label: str | None = None
+
+
+@dataclass(frozen=True)
+class SignerCertificate(_CertificateFacts):
     """A key of the PKI as its certificate alone, read from its ``issuer_keys`` row without
     the key store: what publishing it (``/trust/iaca-N.pem``, the bundle, the VICAL, the
     listings) and naming it as a CRL's or a new signer's issuer need. A signer whose key
@@ -142,14 +148,6 @@ class SignerCertificate:
     iaca_label: str | None = None
     #: when its private key was destroyed (None: the key store holds it)
     key_destroyed_at: dt.datetime | None = None
-
-    @functools.cached_property
-    def der(self) -> bytes:
-        return self.certificate.public_bytes(serialization.Encoding.DER)
-
-    @functools.cached_property
-    def not_valid_after(self) -> dt.datetime:
-        return self.certificate.not_valid_after_utc
 
 
 @dataclass(frozen=True)
