@@ -118,6 +118,7 @@ MSO). Nothing an outsider sees changes: every invariant holds after it as before
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -125,6 +126,7 @@ import tempfile
 import time
 import uuid
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -2088,6 +2090,25 @@ class _Picks:
         return self.values.pop(0)
 
 
+@contextlib.contextmanager
+def _scripted(monkeypatch) -> Iterator[tuple[Lifecycle, Callable[..., None], set[str]]]:  # noqa: ANN001
+    """A scripted scenario's model: ``(m, step, seen)``, where ``step(rule, *args)`` runs a rule
+    and then every invariant (``m.outsiders_see_the_model``), and ``seen`` collects what the
+    invariants met; torn down at the end, whatever happened."""
+    seen: set[str] = set()
+    monkeypatch.setattr(f"{__name__}.event", seen.add)
+    m = Lifecycle()
+
+    def step(name: str, *args: object) -> None:
+        getattr(m, name)(*args)
+        m.outsiders_see_the_model()
+
+    try:
+        yield m, step, seen
+    finally:
+        m.teardown()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_lifecycle_signer_scenario(quiet_disk, monkeypatch):
@@ -2099,14 +2120,7 @@ def test_lifecycle_signer_scenario(quiet_disk, monkeypatch):
     signed, fetched after its CRL: once that CRL is fetched again and lists the signer, the
     reader fetches the list again at once, within its ttl, and takes the re-signed copy; and the IACA CRL's entries for a revoked DS, through
     the first CRL after its end and off the next. Each step checked by the invariants."""
-    seen: set[str] = set()
-    monkeypatch.setattr(f"{__name__}.event", seen.add)  # what the invariants met
-    m = Lifecycle()
-    try:
-        def step(name: str, *args: object) -> None:
-            getattr(m, name)(*args)
-            m.outsiders_see_the_model()
-
+    with _scripted(monkeypatch) as (m, step, seen):
         def advance(delta: dt.timedelta) -> None:
             m.travelled += delta
             m.traveller.shift(delta)
@@ -2135,8 +2149,6 @@ def test_lifecycle_signer_scenario(quiet_disk, monkeypatch):
         advance(dt.timedelta(days=400))  # past the first DS's end
         advance(dt.timedelta(days=2))  # a CRL built after it, then the next
         advance(dt.timedelta(days=2))
-    finally:
-        m.teardown()
     for what in ("a fresh reader refused on ds_revocation", "the kept reader refused on ds_revocation",
                  "the kept reader fetched again, within its ttl, a list whose signer it found revoked",
                  "a fresh reader took an MSO of a DS "
@@ -2271,14 +2283,7 @@ def test_lifecycle_iaca_scenario(quiet_disk, monkeypatch):
     (issuance and a DS rollover refused, naming the IACA rollover), a rollover then, and the
     refresh under the third generation; the first IACA's last hours, then its end and the
     second's: their CRLs and lists answer 410 and they leave the bundle."""
-    seen: set[str] = set()
-    monkeypatch.setattr(f"{__name__}.event", seen.add)
-    m = Lifecycle()
-    try:
-        def step(name: str, *args: object) -> None:
-            getattr(m, name)(*args)
-            m.outsiders_see_the_model()
-
+    with _scripted(monkeypatch) as (m, step, seen):
         def advance(to: dt.datetime) -> None:
             _travel(m, to)
             m.outsiders_see_the_model()
@@ -2312,8 +2317,6 @@ def test_lifecycle_iaca_scenario(quiet_disk, monkeypatch):
         advance(m.iacas[0].not_valid_after_utc + PAST_END)
         advance(m.iacas[1].not_valid_after_utc + dt.timedelta(days=1))
         assert len(m.iacas) == 3 and m._bundle_follows_the_model() is not None
-    finally:
-        m.teardown()
     for what in ("IACA rollover with the IACA open", "IACA rollover with the IACA closing",
                  "a reader holding only older IACAs refused an mdoc of a newer one", "the bundle holds an older IACA",
                  "an older IACA left the bundle", "the CRL of an ended IACA: 410", "a status list of an ended IACA: 410",
@@ -2352,14 +2355,7 @@ def test_lifecycle_staging_scenario(quiet_disk, monkeypatch):
     never told again; weeks later the rollover starts the staged IACA (the same certificate,
     ``staged_since``); the first mdoc issued after it, presented to that reader, is valid,
     while the reader that took the bundle before the staging refuses it on its chain."""
-    seen: set[str] = set()
-    monkeypatch.setattr(f"{__name__}.event", seen.add)
-    m = Lifecycle()
-    try:
-        def step(name: str, *args: object) -> None:
-            getattr(m, name)(*args)
-            m.outsiders_see_the_model()
-
+    with _scripted(monkeypatch) as (m, step, seen):
         m.outsiders_see_the_model()
         step("enrol", _Picks(0, 0), "p384")
         (phone,) = m.phones
@@ -2385,8 +2381,6 @@ def test_lifecycle_staging_scenario(quiet_disk, monkeypatch):
         assert result.valid, result.failed()
         result = m._present(c, ReaderPipeline(before.trust, status=StatusListCache(HttpxFetcher(client=m.http))))
         assert not result.valid and not result.check("issuer_certificate_chain").passed, result.failed()
-    finally:
-        m.teardown()
     for what in ("IACA staged with the IACA open", "staging refused: one is staged",
                  "the bundle and the VICAL hold the staged IACA",
                  "IACA rollover started the staged IACA, with the IACA open",
@@ -2414,14 +2408,7 @@ def test_lifecycle_iaca_revocation_scenario(quiet_disk, monkeypatch):
     phones re-issued; another revoked, and its re-issue refused in the IACA's last months. The
     first IACA's key destroyed (refused while it signed; once revoked, destroyed, then
     "already"), and the first document signer's once revoked: every invariant as before."""
-    seen: set[str] = set()
-    monkeypatch.setattr(f"{__name__}.event", seen.add)
-    m = Lifecycle()
-    try:
-        def step(name: str, *args: object) -> None:
-            getattr(m, name)(*args)
-            m.outsiders_see_the_model()
-
+    with _scripted(monkeypatch) as (m, step, seen):
         m.outsiders_see_the_model()
         step("enrol", _Picks(0, 0), "p384")
         step("enrol", _Picks(1, 1), "rsa2048")
@@ -2459,8 +2446,6 @@ def test_lifecycle_iaca_revocation_scenario(quiet_disk, monkeypatch):
         _travel(m, m._current_iaca.not_valid_after_utc - IACA_MARGIN + dt.timedelta(days=1))
         m.outsiders_see_the_model()
         step("reissue", _Picks(("ds", ds)), True, "label")  # refused: no MSO can be signed
-    finally:
-        m.teardown()
     for what in ("IACA revoked: the current one (cACompromise)", "IACA revoked: the retired one",
                  "IACA revocation started the staged IACA, with the IACA open", "re-issue refused: the signer signs now",
                  "an IACA's revocation amended to a compromise", "an IACA revoked again: nothing changed",
