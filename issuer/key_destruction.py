@@ -111,23 +111,36 @@ def take_row(session: Session, row: IssuerKey) -> None:
     session.refresh(row)
 
 
-def destroy_and_record(session: Session, keystore: KeyStore, row: IssuerKey, now: dt.datetime, *,
-                       actor: str, action: str) -> KeyDestructionResult:
-    """Destroy the key of ``row`` (no duty needs it: the caller asked) in ``keystore``, record
-    when on the row and audit it as ``action`` (subject the label; its serial, purpose,
-    whether and why it was revoked, ``found_absent``), in the caller's transaction. The key
-    is destroyed before that transaction commits: one rolled back afterwards leaves the key
-    gone and no record, and the next call finds no key and records it then
-    (``found_absent``)."""
+def destroy_in_store(keystore: KeyStore, row: IssuerKey, now: dt.datetime) -> bool:
+    """Destroy the key of ``row`` in ``keystore`` and record when on the row; whether the
+    store held no key any more (``found_absent``: destroyed by a call whose record was rolled
+    back, and recorded now)."""
     try:
         keystore.destroy(row.label)
         absent = False
     except KeyNotFound:
         absent = True
     row.key_destroyed_at = now
-    done = KeyDestructionResult.of(row, True, absent)
-    session.add(AuditEvent(actor=actor, action=action, subject=row.label, detail={
-        "serial": done.serial, "purpose": row.purpose, "revoked": row.revoked_at is not None,
-        "reason": row.revocation_reason, "found_absent": absent}))
+    return absent
+
+
+def audit_destruction(session: Session, done: KeyDestructionResult, *, actor: str, action: str) -> None:
+    """The audit event of a destruction ``done`` (subject the label; its serial, purpose,
+    whether and why it was revoked, ``found_absent``), in the caller's transaction."""
+    session.add(AuditEvent(actor=actor, action=action, subject=done.label, detail={
+        "serial": done.serial, "purpose": done.purpose, "revoked": done.revoked_at is not None,
+        "reason": done.reason, "found_absent": done.found_absent}))
     session.flush()
+
+
+def destroy_and_record(session: Session, keystore: KeyStore, row: IssuerKey, now: dt.datetime, *,
+                       actor: str, action: str) -> KeyDestructionResult:
+    """Destroy the key of ``row`` (no duty needs it: the caller asked) in ``keystore``, record
+    when on the row and audit it as ``action`` (:func:`destroy_in_store`,
+    :func:`audit_destruction`), in the caller's transaction. The key is destroyed before that
+    transaction commits: one rolled back afterwards leaves the key gone and no record, and the
+    next call finds no key and records it then (``found_absent``)."""
+    absent = destroy_in_store(keystore, row, now)
+    done = KeyDestructionResult.of(row, True, absent)
+    audit_destruction(session, done, actor=actor, action=action)
     return done

@@ -43,7 +43,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from issuer.db import IssuerKey, StatusList
-from issuer.keystore import CoseSignerAdapter, KeyNotFound, KeyStoreError
+from issuer.key_destruction import destroy_in_store, take_row
+from issuer.keystore import CoseSignerAdapter, KeyStoreError
 from issuer.mdoc.errors import (
     CaDutiesRemain,
     IacaAlreadyStaged,
@@ -871,22 +872,15 @@ class MdocPki:
         row = self.key_row(session, ref)
         if row.purpose == PURPOSE_IACA:
             self.lock_iacas(session)  # what a rollover, staging or revocation committed, read after it
-        else:  # the row taken (PostgreSQL: its lock; SQLite: the write lock) and read afresh
-            session.execute(update(IssuerKey).where(IssuerKey.label == row.label)
-                            .values(key_destroyed_at=IssuerKey.key_destroyed_at)
-                            .execution_options(synchronize_session=False))
-        session.refresh(row)
+            session.refresh(row)
+        else:
+            take_row(session, row)
         if row.key_destroyed_at is not None:
             return KeyDestruction(row, False)
         refusal = self.key_duty(session, row, now)
         if refusal is not None:
             raise refusal
-        try:
-            self.keystore.destroy(row.label)
-            absent = False
-        except KeyNotFound:
-            absent = True
-        row.key_destroyed_at = now
+        absent = destroy_in_store(self.keystore, row, now)
         session.flush()
         return KeyDestruction(row, True, absent)
 

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from issuer.db import AuditEvent, Credential, Holder, utcnow
-from issuer.key_destruction import KeyDestructionResult
+from issuer.key_destruction import KeyDestructionResult, audit_destruction
 from issuer.mdoc import models as _models  # noqa: F401 - registers the mdoc tables
 from issuer.mdoc.issuance import IssuancePolicy, MdocIssuer
 from issuer.mdoc.models import PublishedVical
@@ -474,10 +474,7 @@ class MdocService:
             done = self.pki.destroy_key(s, ref, self.clock())
             result = KeyDestructionResult.of(done.row, done.changed, done.found_absent)
             if done.changed:
-                s.add(AuditEvent(actor=actor, action="mdoc.key.destroy", subject=done.row.label, detail={
-                    "serial": result.serial, "purpose": done.row.purpose, "revoked": done.row.revoked_at is not None,
-                    "reason": done.row.revocation_reason, "found_absent": done.found_absent}))
-                s.flush()
+                audit_destruction(s, result, actor=actor, action="mdoc.key.destroy")
             return result
 
         return run_transaction(self.sessions, work)
