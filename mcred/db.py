@@ -274,15 +274,11 @@ def sqlite_schema_transaction(conn: Connection) -> Iterator[Connection]:
 MIGRATION_LOCK_KEY = 0x6D634D49
 
 
-def _at_target(engine: Engine, cfg: Config, target: str) -> bool:
+def _at_target(engine: Engine, target: str) -> bool:
     """Whether the database already holds every revision ``target`` names: read without
     a lock or a write, so an installation in use is not held up by each process start."""
-    from alembic.runtime.migration import MigrationContext
-
     wanted = {s.revision for s in _scripts().get_revisions(target) if s is not None}
-    with engine.connect() as conn:
-        applied = set(MigrationContext.configure(conn).get_current_heads())
-    return bool(wanted) and wanted <= applied
+    return bool(wanted) and wanted <= _applied_heads(engine)
 
 
 def _upgrade(cfg: Config, target: str) -> None:
@@ -303,13 +299,12 @@ def migrate(engine: Engine, target: str = "heads") -> None:
     transaction, by one process at a time (the others wait and find it done); nothing is
     done, and no lock taken, when the database is there already. Raises
     :class:`SchemaError` for a SQLite database an interrupted older version half-built."""
-    cfg = _alembic_config(engine)
-    if _at_target(engine, cfg, target):
+    if _at_target(engine, target):
         return
     try:
-        _upgrade(cfg, target)
+        _upgrade(_alembic_config(engine), target)
     except exc.OperationalError as err:
-        problem = _half_built(engine, cfg, err) if engine.dialect.name == "sqlite" else None
+        problem = _half_built(engine, err) if engine.dialect.name == "sqlite" else None
         if problem is None:
             raise
         raise problem from err
@@ -332,7 +327,7 @@ def _failed_revision(err: BaseException) -> tuple[str, str] | None:
     return found
 
 
-def _half_built(engine: Engine, cfg: Config, err: exc.OperationalError) -> SchemaError | None:
+def _half_built(engine: Engine, err: exc.OperationalError) -> SchemaError | None:
     """A :class:`SchemaError` when a migration failed on SQLite because what it creates is
     already there: a database an older version left behind when it was killed part-way
     through a migration (it committed each DDL statement on its own). None for any other
@@ -340,7 +335,6 @@ def _half_built(engine: Engine, cfg: Config, err: exc.OperationalError) -> Schem
     import shlex
 
     from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
     from sqlalchemy import inspect, literal_column, select, table
 
     m = _ALREADY.search(str(err.orig))
@@ -353,7 +347,7 @@ def _half_built(engine: Engine, cfg: Config, err: exc.OperationalError) -> Schem
         thing = f"{m.group(1)} {m.group(2)}"
     failed = _failed_revision(err)
     if failed:
-        script = ScriptDirectory.from_config(cfg).get_revision(failed[0])
+        script = _scripts().get_revision(failed[0])
         doc = " ".join((script.doc or "").split()).split(": ")[0] if script is not None else ""  # its title
         doc = doc if len(doc) <= 80 else doc[:77].rsplit(" ", 1)[0] + " ..."
         which = f"migration {failed[0]}" + (f" ({doc})" if doc else "")
