@@ -420,11 +420,20 @@ def test_a_reader_database_at_r0007_gets_its_vical_memory(db_url):
         engine.dispose()
 
 
-def test_issuer_keys_get_their_key_destruction_record_and_lose_it_on_the_way_down(db_url):
-    """i0022keydestroy adds issuer_keys.key_destroyed_at (when ``MdocPki.destroy_key``
-    destroyed a signer's private key): the keys there are keep their rows and certificates,
-    none recorded destroyed; a time written reads back as the instant it was; the downgrade
-    drops the column and keeps the rows."""
+@pytest.mark.parametrize(("revision", "before", "column", "label", "purpose", "reason", "at"), [
+    # i0022keydestroy: when MdocPki.destroy_key (and the JPKI's and the TSA's) destroyed a key
+    ("i0022keydestroy", "i0021blocknum", "key_destroyed_at", "mdoc-iaca-1", "iaca", "cACompromise",
+     dt.datetime(2026, 12, 3, 9, 30, tzinfo=dt.UTC)),
+    # i0023keyinvalid: a TSA unit's invalidity date (mcred tsa revoke --invalid-since)
+    ("i0023keyinvalid", "i0022keydestroy", "invalid_since", "tsa-unit-1", "tsa-unit", "keyCompromise",
+     dt.datetime(2026, 11, 30, 9, 30, tzinfo=dt.UTC)),
+], ids=["key-destroyed", "invalid-since"])
+def test_issuer_keys_get_a_new_time_column_and_lose_it_on_the_way_down(db_url, revision, before, column, label,
+                                                                        purpose, reason, at):
+    """A migration that adds a nullable time to issuer_keys: the revoked keys there are keep
+    their rows, revocations and certificates, none with a value; a time written reads back as
+    the instant it was; the downgrade drops the column and keeps the rows and their
+    revocations."""
     from alembic import command
 
     from issuer.db import IssuerKey
@@ -432,64 +441,26 @@ def test_issuer_keys_get_their_key_destruction_record_and_lose_it_on_the_way_dow
 
     engine = make_engine(db_url)
     migrate(engine)
-    command.downgrade(_alembic_config(engine), "i0021blocknum")
-    assert "key_destroyed_at" not in {c["name"] for c in sa.inspect(engine).get_columns("issuer_keys")}
+    command.downgrade(_alembic_config(engine), before)
+    assert column not in {c["name"] for c in sa.inspect(engine).get_columns("issuer_keys")}
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO issuer_keys (label, purpose, algorithm, certificate, active, created_at, "
-                             "revoked_at, revocation_reason) VALUES ('mdoc-iaca-1', 'iaca', 'p256', :c, false, "
-                             "'2026-12-01 00:00:00', '2026-12-02 00:00:00', 'cACompromise')"), {"c": b"\x30\x00"})
+                             "revoked_at, revocation_reason) VALUES (:l, :p, 'p256', :c, false, "
+                             "'2026-12-01 00:00:00', '2026-12-02 00:00:00', :r)"),
+                     {"l": label, "p": purpose, "c": b"\x30\x00", "r": reason})
     engine.dispose()
     migrate(engine)
-    at = dt.datetime(2026, 12, 3, 9, 30, tzinfo=dt.UTC)
     with Session(engine) as s:
-        row = s.get(IssuerKey, "mdoc-iaca-1")
-        assert (row.key_destroyed_at, row.revocation_reason, row.certificate) == (None, "cACompromise", b"\x30\x00")
-        row.key_destroyed_at = at
+        row = s.get(IssuerKey, label)
+        assert (getattr(row, column), row.revocation_reason, row.certificate) == (None, reason, b"\x30\x00")
+        setattr(row, column, at)
         s.commit()
     with Session(engine) as s:
-        assert s.get(IssuerKey, "mdoc-iaca-1").key_destroyed_at == at
+        assert getattr(s.get(IssuerKey, label), column) == at
     engine.dispose()
-    command.downgrade(_alembic_config(engine), "i0021blocknum")
+    command.downgrade(_alembic_config(engine), before)
     engine.dispose()
-    assert "key_destroyed_at" not in {c["name"] for c in sa.inspect(engine).get_columns("issuer_keys")}
+    assert column not in {c["name"] for c in sa.inspect(engine).get_columns("issuer_keys")}
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT label FROM issuer_keys")).scalars().all() == ["mdoc-iaca-1"]
-    engine.dispose()
-
-
-def test_issuer_keys_get_their_invalidity_date_and_lose_it_on_the_way_down(db_url):
-    """i0023keyinvalid adds issuer_keys.invalid_since (a TSA unit's invalidity date, ``mcred
-    tsa revoke --invalid-since``): the revoked units there are keep their rows, revocations
-    and certificates, none with a date; a date written reads back as the instant it was; the
-    downgrade drops the column and keeps the rows and their revocations."""
-    from alembic import command
-
-    from issuer.db import IssuerKey
-    from mcred.db import _alembic_config
-
-    engine = make_engine(db_url)
-    migrate(engine)
-    command.downgrade(_alembic_config(engine), "i0022keydestroy")
-    assert "invalid_since" not in {c["name"] for c in sa.inspect(engine).get_columns("issuer_keys")}
-    with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO issuer_keys (label, purpose, algorithm, certificate, active, created_at, "
-                             "revoked_at, revocation_reason) VALUES ('tsa-unit-1', 'tsa-unit', 'p256', :c, false, "
-                             "'2026-12-01 00:00:00', '2026-12-02 00:00:00', 'keyCompromise')"), {"c": b"\x30\x00"})
-    engine.dispose()
-    migrate(engine)
-    at = dt.datetime(2026, 11, 30, 9, 30, tzinfo=dt.UTC)
-    with Session(engine) as s:
-        row = s.get(IssuerKey, "tsa-unit-1")
-        assert (row.invalid_since, row.revocation_reason, row.certificate) == (None, "keyCompromise", b"\x30\x00")
-        row.invalid_since = at
-        s.commit()
-    with Session(engine) as s:
-        assert s.get(IssuerKey, "tsa-unit-1").invalid_since == at
-    engine.dispose()
-    command.downgrade(_alembic_config(engine), "i0022keydestroy")
-    engine.dispose()
-    assert "invalid_since" not in {c["name"] for c in sa.inspect(engine).get_columns("issuer_keys")}
-    with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT label, revocation_reason FROM issuer_keys")).all() == [
-            ("tsa-unit-1", "keyCompromise")]
+        assert conn.execute(sa.text("SELECT label, revocation_reason FROM issuer_keys")).all() == [(label, reason)]
     engine.dispose()
