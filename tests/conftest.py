@@ -99,6 +99,83 @@ def _model_fields_read_once_per_model() -> None:
 _model_fields_read_once_per_model()
 
 
+#: MCRED_TEST_REAL_MIGRATIONS=1: every test migrates the real way (a run after changing a revision)
+_migrations_copied = {"on": os.environ.get("MCRED_TEST_REAL_MIGRATIONS", "") in ("", "0")}
+
+
+def _sqlite_migrated_from_a_copy() -> None:
+    """Every test that opens a new data directory migrates a new SQLite database from
+    nothing: about 40 revisions, 45-50 ms each time, over a thousand times a run. A database
+    the same code migrated is the same bytes whichever test asks, so each worker migrates one
+    per target (``heads``, ``reader@head``) the real way, once, and copies it (SQLite's
+    online backup, about 2 ms) into each new, empty database :func:`mcred.db.migrate` is given
+    afterwards, then lets ``migrate`` itself check that it is there. Any database that holds a
+    table already, any other backend, and any test marked ``real_migrations`` (one about
+    migrating itself: a revision made to fail, the order they run in) migrates as before, as
+    does every test with MCRED_TEST_REAL_MIGRATIONS=1. ``mcred`` commands run in a
+    subprocess migrate the real way too."""
+    import atexit
+    import shutil
+    import sqlite3
+    import tempfile
+
+    import sqlalchemy as sa
+
+    import mcred.db
+
+    real = mcred.db.migrate
+    made: dict[str, str] = {}
+    where: list[str] = []
+
+    def template(target: str) -> str:
+        if target not in made:
+            if not where:
+                where.append(tempfile.mkdtemp(prefix="mcred-migrated-"))
+                atexit.register(shutil.rmtree, where[0], True)
+            path = os.path.join(where[0], f"{len(made)}.sqlite3")
+            engine = mcred.db.make_engine(f"sqlite:///{path}")
+            try:
+                real(engine, target)
+            finally:
+                engine.dispose()
+            made[target] = path
+        return made[target]
+
+    def migrate(engine, target: str = "heads") -> None:  # noqa: ANN001 - an Engine
+        database = engine.url.database
+        if (not _migrations_copied["on"] or engine.dialect.name != "sqlite" or not database
+                or database == ":memory:" or database.startswith("file:")):
+            return real(engine, target)
+        with engine.connect() as conn:
+            if sa.inspect(conn).get_table_names():
+                return real(engine, target)
+        source = sqlite3.connect(template(target))
+        raw = engine.raw_connection()
+        try:
+            source.backup(raw.driver_connection)
+        finally:
+            raw.close()
+            source.close()
+        real(engine, target)  # finds it done: the copy is at the target
+
+    mcred.db.migrate = migrate
+
+
+_sqlite_migrated_from_a_copy()
+
+
+@pytest.fixture(autouse=True)
+def _real_migrations_when_marked(request) -> Iterator[None]:
+    if request.node.get_closest_marker("real_migrations") is None:
+        yield
+        return
+    saved, _migrations_copied["on"] = _migrations_copied["on"], False
+    try:
+        yield
+    finally:
+        _migrations_copied["on"] = saved
+
+
 def _shared() -> Path:
     """The shared directory (vectors, context): ``$MCRED_SHARED``, else the nearest
     ancestor's ``shared`` with vectors in it (a checkout in /work/main and a git worktree in
