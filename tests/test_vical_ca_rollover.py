@@ -358,3 +358,33 @@ def test_vical_ca_rollover_over_http_operator_only(installation):
         with installation.sessions() as s:
             events = s.query(AuditEvent).filter_by(action="mdoc.vical-ca.rollover").order_by(AuditEvent.id).all()
         assert [e.subject for e in events] == ["mdoc-vical-ca-2", "mdoc-vical-ca-3"] and events[0].actor != "issuer"
+
+
+def test_the_vical_ca_compromise_drill(tmp_path):
+    """`mcred drill vical_ca_compromise`: the thief's VICAL, signed under the leaked VICAL CA key,
+    is taken before the rollover and refused after it by a reader of /trust/vical-ca.pem; a
+    reader keeping the old anchor refuses the new VICAL and the thief's; every phone is still
+    accepted; the withdrawn CA's key is destroyed. Its own installation (it withdraws the CA)."""
+    from conftest import fsync_skipped
+
+    from mcred.context import Context
+    from mcred.drills import Env, render_markdown, run_drill
+    from mcred.mdoc_flow import mdoc_service
+
+    with fsync_skipped():
+        own = Env(Context.open(tmp_path), ttl=1)
+        report = run_drill(own.ctx, "vical_ca_compromise", phones=1, env=own)
+    assert report.passed, report.error
+    said = report.bystander["result"]
+    assert said.startswith("VICAL CA mdoc-vical-ca-1 withdrawn (cACompromise)") and "mdoc-vical-ca-2" in said, said
+    assert "mcred mdoc key destroy mdoc-vical-ca-1" in said, said
+    (s,) = report.subjects
+    assert s.final["after_rollover"].startswith("accepted by a reader of the VICAL under the new CA")
+    assert "not among the 1 VICAL anchor(s)" in s.final["thief_to_fresh_reader"]
+    assert "mcred VICAL CA 2" in s.final["stale_reader"]
+    assert "cannot be looked up" in s.final["thief_to_stale_reader"] and "410" in s.final["thief_to_stale_reader"]
+    svc = mdoc_service(own.ctx)
+    assert [(c.label, c.state, c.key_destroyed_at is not None) for c in svc.vical_ca_list()] == [
+        ("mdoc-vical-ca-1", "withdrawn", True), ("mdoc-vical-ca-2", "current", False)]
+    assert "## vical_ca_compromise: PASSED" in render_markdown([report])
+    own.close()
