@@ -880,7 +880,7 @@ class MdocPki:
         except (UnknownSigner, UnknownIaca):
             raise UnknownSigner(f"no mdoc signer with label, serial or IACA number {ref!r} (mcred mdoc iaca "
                                 "list, mcred mdoc ds list, mcred status-list signer list, mcred mdoc "
-                                "vical-signer list show them)") from None
+                                "vical-signer list, mcred mdoc vical-ca list show them)") from None
 
     def key_duty(self, session: Session, row: IssuerKey, now: dt.datetime) -> KeyDestructionRefused | None:
         """Why the key of ``row`` may not be destroyed at ``now`` (the refusal to raise), or
