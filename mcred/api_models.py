@@ -842,6 +842,44 @@ class VicalSigning(_Closed):
     serial: str = Field(pattern="^[0-9a-f]+$", description="its certificate serial, hex")
 
 
+class VicalCa(_Closed):
+    """A VICAL CA generation (never its key), as ``mcred mdoc vical-ca list --json`` shows it."""
+
+    label: str = Field(description="mdoc-vical-ca-N")
+    purpose: Literal["vical-ca"]
+    serial: str = Field(pattern="^[0-9a-f]+$", description="its certificate serial, hex")
+    subject: str
+    not_before: str = Field(json_schema_extra=_DATE_TIME)
+    not_after: str = Field(json_schema_extra=_DATE_TIME)
+    state: Literal["current", "retired", "withdrawn"] = Field(description=(
+        "current: it certifies the VICAL signer; retired: rolled over, listed while a signer it certified is "
+        "valid and not revoked; withdrawn: rolled over as compromised, out of trust, signing nothing more"))
+    trusted: bool = Field(description="whether /trust/vical-ca.pem lists it (the anchors readers of the VICAL trust)")
+    revoked_at: str | None = Field(json_schema_extra=_DATE_TIME, description="when it was withdrawn")
+    reason: str | None = Field(description="cACompromise once withdrawn")
+    crl: str = Field(description="the CRL distribution point its VICAL signers name (410 "
+                                 "/problems/vical-ca-withdrawn once it is withdrawn)")
+    signers: list[str] = Field(description="the VICAL signers it certified (mdoc-vical-signer-N), oldest first")
+    key_destroyed_at: str | None = Field(json_schema_extra=_DATE_TIME, description=(
+        "when its private key was destroyed (POST /trust/key-destructions); null while the key store holds it"))
+
+
+class VicalCaRollover(_Closed):
+    """A VICAL CA rollover: the CA before (retired, or withdrawn), the one now current, the
+    signer of the VICAL published now under it, and that VICAL's issue ID."""
+
+    previous: VicalCa
+    current: VicalCa
+    signing: VicalSigning = Field(description="the signer of the VICAL published now (/trust/vical), under the "
+                                              "new VICAL CA")
+    vical_issue_id: int = Field(description="the vicalIssueID of the VICAL published now (re-signed at once: "
+                                            "higher than any before)")
+    withdrawn: bool = Field(description="whether the CA before was withdrawn (compromised: true)")
+    revoked_signers: list[str] = Field(description="the VICAL signers of the CA before revoked with it "
+                                                   "(cACompromise; no CRL lists them: only its key could sign one)")
+    retired_signers: list[str] = Field(description="the VICAL signers of the CA before retired by the new one")
+
+
 class VicalSignerRevocation(_Closed):
     """A VICAL signer generation (never its key) after its revocation; ``changed`` false when
     it was revoked already (``amended_from``: the reason keyCompromise replaced)."""

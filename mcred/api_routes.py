@@ -89,6 +89,7 @@ from mcred.api_models import (
     TsmJobAbandoned,
     TsmJobList,
     TsmResumeJob,
+    VicalCaRollover,
     VicalSignerRevocation,
 )
 from mcred.context import Context
@@ -386,6 +387,13 @@ class VicalSignerRevocationRequest(_Body):
     #: Destroy its private key once the revocation is committed (POST /trust/key-destructions):
     #: ``key_destroyed_at`` in the answer.
     destroy_key: bool = False
+
+
+class VicalCaRolloverRequest(_Body):
+    #: The VICAL CA before is known or suspected compromised (its key, or that of a VICAL
+    #: signer readers cannot look up): withdrawn at once (out of /trust/vical-ca.pem, its CRL
+    #: gone, its signers revoked), not retired.
+    compromised: bool = False
 
 
 class IacaRevocationRequest(_Body):
@@ -1839,6 +1847,18 @@ def operator_router(ctx: Context) -> APIRouter:
 
         return mdoc_service(ctx).revoke_vical_signer(body.signer, body.reason, actor=_actor(request),
                                                      destroy_key=body.destroy_key).to_json()
+
+    @router.post("/trust/vical-ca-rollover", summary="Roll the VICAL CA over to a new generation with a new "
+                 "VICAL signer, the VICAL (/trust/vical) re-signed by it at once; with compromised the CA before is "
+                 "withdrawn (out of /trust/vical-ca.pem, its CRL 410, its signers revoked), else retired. Readers "
+                 "of the VICAL need the new CA (/trust/vical-ca.pem)", **typed(VicalCaRollover, merge(
+                     refusals((problems.UNKNOWN_VICAL_CA, "no VICAL CA yet: the first is made with the first "
+                                                          "VICAL (GET /trust/vical)")), _SIGNER_KEY_REFUSALS)))
+    def vical_ca_rollover(request: Request, body: VicalCaRolloverRequest | None = None) -> dict[str, Any]:
+        from mcred.mdoc_flow import mdoc_service
+
+        compromised = body.compromised if body is not None else False
+        return mdoc_service(ctx).rollover_vical_ca(compromised=compromised, actor=_actor(request)).to_json()
 
     @router.post("/trust/iaca-revocations", summary="Revoke an mdoc IACA generation: out of the trust bundle "
                  "and the VICAL at once, its key signing nothing more; the current one is replaced at once by "

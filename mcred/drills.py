@@ -53,9 +53,9 @@ from protocols.cardsub import parse_holder
 SCENARIOS = ("model_change", "resale", "lost_found", "lost_not_found", "stolen", "renewal", "cert_renewal", "moved",
              "death",
              "pin_lock", "puk_lock", "abandoned", "ds_compromise", "kloc_compromise", "iaca_rollover",
-             "iaca_compromise")
+             "iaca_compromise", "vical_ca_compromise")
 #: the issuer-wide scenarios: every phone a subject, no bystander
-WHOLE = ("ds_compromise", "kloc_compromise", "iaca_rollover", "iaca_compromise")
+WHOLE = ("ds_compromise", "kloc_compromise", "iaca_rollover", "iaca_compromise", "vical_ca_compromise")
 #: The Status List Token ttl the drill installation publishes (seconds): short, so that a
 #: reader holding a cached list sees a change within a drill; the report states it.
 DRILL_TTL = 2
@@ -1337,6 +1337,160 @@ def _iaca_compromise(env: Env, report: DrillReport, workers: int,
     report.subjects.extend(rep for rep, _, _, _ in subjects)
 
 
+def _vical_taken(env: Env, vical: bytes, anchors: list[x509.Certificate]) -> Any:  # noqa: ANN401 - a TrustStore
+    """The IACAs a reader trusting ``anchors`` for VICALs takes from ``vical`` now, its signer
+    looked up on the CRL its certificate names (over the issuer's HTTP routes), as ``mcred
+    reader serve --vical`` does; raises :class:`reader.trust.TrustError` saying why not."""
+    from reader.ds_crl import HttpCrlFetcher
+    from reader.trust import TrustStore
+    from reader.vical_crl import VicalSignerCheck
+
+    trust = TrustStore()
+    trust.import_vical(vical, vical_anchors=anchors, now=dt.datetime.now(dt.UTC),
+                       signer_revocation=VicalSignerCheck(HttpCrlFetcher(env.http)))
+    return trust
+
+
+def _vical_thief(env: Env, ca_label: str) -> tuple[bytes, x509.Certificate]:
+    """What whoever holds the leaked key of VICAL CA ``ca_label`` makes with it (the drill
+    takes the key from the installation's key store, as it would have leaked): a VICAL signer
+    of their own (naming the CA's CRL, as the issuer's do) and, signed by it, a VICAL listing
+    the issuer's IACAs and one of their own, its issue ID ahead of the issuer's. The VICAL
+    and the thief's IACA."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from issuer.db import IssuerKey
+    from protocols import cbor, iaca
+    from protocols.cose import Sign1, key_signer
+    from protocols.mdoc.vical import VicalEntry, sign_vical, vical_payload
+
+    svc = mdoc_service(env.ctx)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    with env.ctx.sessions() as s:
+        ca = x509.load_der_x509_certificate(s.get(IssuerKey, ca_label).certificate)
+    mine = ec.generate_private_key(ec.SECP256R1())
+    rogue = iaca.sign(iaca.iaca_builder(mine.public_key(), common_name="thief's IACA", not_before=now,
+                                        not_after=now + dt.timedelta(days=365),
+                                        issuer_alt_name_uri="http://thief.test/iaca",
+                                        crl_uri="http://thief.test/iaca.crl"), mine)
+    signer = env.ctx.keystore.signer(ca_label).sign_certificate(iaca.vical_signer_builder(
+        mine.public_key(), ca, common_name="thief's VICAL signer", not_before=now - dt.timedelta(minutes=5),
+        not_after=now + dt.timedelta(days=30), crl_uri=svc.pki.vical_crl_uri_for(ca_label)))
+    published = cbor.loads(Sign1.decode(cbor.loads(env.http.get("/trust/vical").content)).payload)
+    entries = [VicalEntry(c, (svc.issuer.policy.names.doctype,), svc.pki.config.organization)
+               for c in [*svc.trusted_iacas(), rogue]]
+    payload = vical_payload(published["vicalProvider"], now, entries, issue_id=published["vicalIssueID"] + 1000,
+                            next_update=now + dt.timedelta(hours=24))
+    return sign_vical(payload, key_signer(mine), [signer.public_bytes(Encoding.DER)]), rogue
+
+
+def _vical_ca_compromise(env: Env, report: DrillReport, workers: int,
+                         progress: Callable[[int], None] | None) -> None:
+    """VICAL CA key compromise (issuer-wide; specs/issuer-keys.md "The VICAL CA rolled over
+    or withdrawn"): every subject's mdoc is accepted by a reader of the VICAL. Whoever holds
+    the VICAL CA's key certifies a VICAL signer of their own and signs a VICAL listing an IACA
+    of theirs, which that reader takes (the threat). The issuer rolls the VICAL CA over as
+    compromised (``mcred mdoc vical-ca rollover --compromised``): a reader that takes
+    /trust/vical-ca.pem again refuses the thief's VICAL on its chain (measured from the
+    request) and takes the issuer's new one; one that kept the old anchor refuses the new
+    VICAL, naming the CA it lacks, and the thief's too (the old CA's CRL is gone: it cannot
+    be looked up); every phone is accepted as before (the IACAs did not change: nothing is
+    re-issued); the withdrawn CA's key is destroyed."""
+    from reader.trust import TrustError, VicalAnchorMissing
+
+    svc = mdoc_service(env.ctx)
+
+    def cas() -> list[x509.Certificate]:
+        return x509.load_pem_x509_certificates(env.http.get("/trust/vical-ca.pem").content)
+
+    def setup(i: int) -> tuple[SubjectReport, ProvisionResult, tuple[bytes, Any]]:
+        rep = SubjectReport(phone="")
+        r = _new_subject(env, rep, i, "vicalca")
+        response, st = rep.timed("present (valid)", lambda: env.present(r.phone_id))
+        ok, why = env.reader_verdict(response, st)
+        _require(ok, f"{r.phone_id}: fresh presentation refused: {why}")
+        return rep, r, (response, st)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        subjects = list(pool.map(setup, range(1, report.phones + 1)))
+    old_anchors = cas()
+    held = _vical_taken(env, env.http.get("/trust/vical").content, old_anchors)
+    ca_label = next(c.label for c in svc.vical_ca_list() if c.state == "current")
+    forged, rogue = _vical_thief(env, ca_label)
+    _require(rogue in _vical_taken(env, forged, old_anchors).certificates,
+             f"the VICAL signed with the leaked key of {ca_label} was not taken before the rollover")
+    t0 = time.perf_counter()
+    done = svc.rollover_vical_ca(compromised=True, actor="drill")
+    rollover_s = time.perf_counter() - t0
+    timeout = env.ttl + 30
+    while True:  # a reader taking the VICAL CAs again, as its operator does after the notice
+        try:
+            _vical_taken(env, forged, cas())
+            why = "taken"
+        except VicalAnchorMissing as exc:
+            refused_s, refused_why = time.perf_counter() - t0, str(exc)
+            break
+        except TrustError as exc:
+            why = str(exc)
+        if time.perf_counter() - t0 > timeout:
+            raise DrillFailure(f"the thief's VICAL not refused by a reader of /trust/vical-ca.pem {timeout:.0f} s "
+                               f"after the rollover: {why}")
+        time.sleep(POLL_S)
+    new_anchors = cas()
+    _require(old_anchors[0] not in new_anchors, f"{ca_label} is still in /trust/vical-ca.pem")
+    fresh_vical = env.http.get("/trust/vical").content
+    fresh = _vical_taken(env, fresh_vical, new_anchors)
+    try:
+        _vical_taken(env, fresh_vical, old_anchors)
+        stale = "taken"
+    except VicalAnchorMissing as exc:
+        stale = str(exc)
+    _require(stale != "taken", f"a reader keeping the withdrawn anchor took the VICAL under {done.current.label}")
+    try:
+        _vical_taken(env, forged, old_anchors)
+        thief_old = "taken"
+    except TrustError as exc:
+        thief_old = str(exc)
+    _require("cannot be looked up" in thief_old,
+             f"a reader keeping the withdrawn anchor did not refuse the thief's VICAL for its CRL: {thief_old}")
+    gone = svc.destroy_key(ca_label, actor="drill")
+    _require(gone.changed and not svc.pki.keystore.has(ca_label), f"the withdrawn key {ca_label} is still kept")
+    r = env.http.get(svc.pki.vical_crl_uri_for(ca_label))
+    _require(r.status_code == 410, f"the withdrawn CA's CRL answered {r.status_code}")
+    report.bystander = {"phone": "-", "result": (
+        f"VICAL CA {ca_label} withdrawn (cACompromise) in {rollover_s:.3f} s, {done.current.label} signing the "
+        f"VICAL (vicalIssueID {done.vical_issue_id}); the thief's VICAL refused by a reader of /trust/vical-ca.pem "
+        f"{refused_s:.3f} s after the request; {ca_label}'s key then destroyed (mcred mdoc key destroy {ca_label})")}
+
+    from reader.pipeline import HttpxFetcher, ReaderPipeline, StatusListCache
+
+    readers = [(who, ReaderPipeline(trust, status=StatusListCache(HttpxFetcher(client=env.http))))
+               for who, trust in (("a reader of the VICAL under the new CA", fresh),
+                                  ("the reader that kept the trust it had", held))]
+
+    def recover(item: tuple[SubjectReport, ProvisionResult, tuple[bytes, Any]]) -> None:
+        rep, r, (captured, captured_st) = item
+        try:
+            response, st = env.present(r.phone_id)
+            for who, reader in readers:
+                for what, (resp, transcript) in (("captured", (captured, captured_st)), ("new", (response, st))):
+                    ok, why = verdict_of(reader, resp, transcript)
+                    _require(ok, f"{r.phone_id}: its {what} presentation refused by {who}: {why}")
+            rep.final["after_rollover"] = ("accepted by a reader of the VICAL under the new CA and by the one that "
+                                           "kept its trust (nothing re-issued)")
+            rep.final["thief_to_fresh_reader"] = refused_why
+            rep.final["stale_reader"] = stale
+            rep.final["thief_to_stale_reader"] = thief_old
+        finally:
+            if progress:
+                progress(1)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(recover, subjects))
+    report.subjects.extend(rep for rep, _, _ in subjects)
+
+
 class _Thief:
     """Whoever holds a leaked KLOC CA key: an OCE certificate of their own from it (the
     drill reads the key from ``<home>/tsm-oce/ca-key.pem`` before the rotation deletes it,
@@ -1552,7 +1706,8 @@ def run_drill(ctx: Context, scenario: str, *, phones: int = 1, workers: int | No
     report = DrillReport(scenario, phones, env.ttl)
     if scenario in WHOLE:
         whole = {"ds_compromise": _ds_compromise, "kloc_compromise": _kloc_compromise,
-                 "iaca_rollover": _iaca_rollover, "iaca_compromise": _iaca_compromise}[scenario]
+                 "iaca_rollover": _iaca_rollover, "iaca_compromise": _iaca_compromise,
+                 "vical_ca_compromise": _vical_ca_compromise}[scenario]
         try:
             whole(env, report, workers or min(phones, 4), progress)
             report.passed = True

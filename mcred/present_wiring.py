@@ -397,7 +397,7 @@ class ReaderServeConfig:
         ``--offline`` reader, which fetches nothing. ``vical_crl_fetch``: fetches that CRL
         (default over HTTP, :class:`reader.ds_crl.HttpCrlFetcher`). Raises
         :class:`ReaderServeError` naming what is wrong."""
-        from reader.trust import TrustError
+        from reader.trust import TrustError, VicalAnchorMissing
 
         for name, value, most in (("--skew", self.skew, _DAY), ("--max-offline-age", self.max_offline_age, _YEAR),
                                   ("--ds-crl-max-age", self.ds_crl_max_age, _YEAR)):
@@ -437,6 +437,8 @@ class ReaderServeConfig:
                 from reader.relying_party import load_roots
 
                 rp_roots = [c for p in self.jpki_roots for c in load_roots(Path(p).read_bytes())]
+        except VicalAnchorMissing as exc:
+            raise ReaderServeError(f"{exc}: {self.vical_anchor_hint()}") from exc
         except (TrustError, OSError, ValueError, TypeError) as exc:
             raise ReaderServeError(str(exc)) from exc
         if not len(store) and not rp_roots:
@@ -452,6 +454,18 @@ class ReaderServeConfig:
         if vical is not None and vical_memory is not None:
             vical = self._remember(vical, vical_memory)
         return ReaderParts(pipeline, spec, signer, chain, rp_roots, self.reader_auth_all, vical)
+
+    def vical_anchor_hint(self) -> str:
+        """Where the operator of a reader whose ``--vical-trust`` lacks the VICAL's CA gets the
+        new one: an mcred issuer publishes its VICAL CAs at ``/trust/vical-ca.pem`` beside
+        ``/trust/vical`` (the URL given as ``--vical``, when it is one), and ``mcred export
+        vical --ca`` writes them."""
+        files = ", ".join(self.vical_trust) or "a --vical-trust file"
+        where = "/trust/vical-ca.pem"
+        if self.vical is not None and is_url(self.vical) and self.vical.rstrip("/").endswith("/trust/vical"):
+            where = self.vical.rstrip("/") + "-ca.pem"
+        return (f"fetch the issuer's VICAL CA certificates ({where}; mcred export vical --ca on the issuer) "
+                f"into {files} (a running reader takes them at its next look, without a restart)")
 
     def _remember(self, vical: VicalImport, memory: SqlVicalMemory) -> VicalImport:
         """``vical`` judged against the reader database's last VICAL of its provider and

@@ -26,10 +26,45 @@ from protocols import cbor, iaca
 from protocols import certs as x509certs
 from protocols.cose import CoseError, Sign1
 from protocols.mdoc import ChainError, verify_chain
+from protocols.mdoc.chain import NoTrustAnchor
 
 
 class TrustError(ValueError):
     """A trust anchor or a VICAL cannot be read or does not verify; the message says why."""
+
+
+class VicalAnchorMissing(TrustError):
+    """A VICAL whose signer was certified by a CA none of the reader's VICAL anchors is: the
+    provider rolled its VICAL CA over (or withdrew it, a compromise) and the reader has not
+    taken the new one. ``issuer``: the name of that CA (RFC 4514 text); ``key_id``: its key
+    identifier as the signer's authorityKeyIdentifier names it (None: not named)."""
+
+    def __init__(self, message: str, issuer: str = "", key_id: bytes | None = None) -> None:
+        super().__init__(message)
+        self.issuer, self.key_id = issuer, key_id
+
+
+def _anchor_missing(exc: NoTrustAnchor, x5chain: Sequence[bytes],
+                    anchors: Sequence[x509.Certificate]) -> VicalAnchorMissing:
+    """:class:`VicalAnchorMissing` saying which CA certified the VICAL's signer (its name and
+    key identifier) and which VICAL anchors the reader holds instead."""
+    top = exc.certificate if exc.certificate is not None else x509certs.load_der(x5chain[-1])
+    key_id = x509certs.authority_key_id(top)
+    issuer = top.issuer.rfc4514_string()
+
+    def named(anchor: x509.Certificate) -> str:
+        ski = x509certs.subject_key_id(anchor)
+        return anchor.subject.rfc4514_string() + (f" (key identifier {ski.hex()})" if ski else "")
+
+    held = "; ".join(named(a) for a in anchors) or "none"
+    kid = f" (key identifier {key_id.hex()})" if key_id else ""
+    same_name = (": one of that name is held, with another key (a CA re-keyed under its name, or a forgery)"
+                 if any(a.subject == top.issuer for a in anchors) else "")
+    return VicalAnchorMissing(
+        f"VICAL refused: its signer chains to the VICAL CA {issuer}{kid}, which is not among the "
+        f"{len(anchors)} VICAL anchor(s) this reader trusts ({held}){same_name}; the provider has rolled its "
+        "VICAL CA over, or withdrawn the one this reader holds: take the provider's current VICAL CA "
+        "certificate(s) into the VICAL anchor file", issuer, key_id)
 
 
 def _vical_signer_usage(der: bytes) -> None:
@@ -184,12 +219,16 @@ class TrustStore:
         asked of (signer certificate, the CA that certified it, ``now``) last, before any IACA
         is added (:class:`reader.vical_crl.VicalSignerCheck`: the VICAL CA's CRL the signer's
         certificate names); a reason refuses the VICAL, naming the signer and its serial.
-        None: the signer is taken on its chain alone."""
+        None: the signer is taken on its chain alone. A VICAL whose signer chains to a CA that
+        none of ``vical_anchors`` is (the provider rolled its VICAL CA over or withdrew it) is
+        refused with :class:`VicalAnchorMissing`, naming that CA and the anchors held."""
         try:
             value = cbor.loads(data)
             message = Sign1.decode(value)
             chain = verify_chain(message.x5chain, vical_anchors, now)
             message.verify(chain.public_key)  # refuses a detached (nil) payload: no content given
+        except NoTrustAnchor as exc:  # a sound chain to a CA the reader does not hold (a new one)
+            raise _anchor_missing(exc, message.x5chain, vical_anchors) from exc
         except (cbor.CborError, CoseError, ChainError) as exc:
             raise TrustError(f"VICAL refused: {exc}") from exc
         _vical_signer_usage(message.x5chain[0])

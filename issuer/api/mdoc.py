@@ -130,6 +130,7 @@ def trust_router(service: Factory) -> APIRouter:
     vical_crl_refusals = problems.merge(problems.refusals(
         (problems.UNKNOWN_VICAL_CA, "no VICAL CA of that generation"),
         (problems.VICAL_CA_ENDED, "the VICAL CA is past its notAfter: no CRL is issued for it"),
+        (problems.VICAL_CA_WITHDRAWN, "the VICAL CA was withdrawn (a compromise rollover): its key signs no CRL"),
         (problems.SIGNER_KEY_DESTROYED, "the VICAL CA's key was destroyed once every VICAL signer it certified "
                                         "had ended: the CRL it signed last is served until an hour before its "
                                         "nextUpdate, none after")), _UNAVAILABLE)

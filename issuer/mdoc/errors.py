@@ -72,6 +72,12 @@ class VicalCaEnded(MdocKeyError):
     signer it certified has ended with it)."""
 
 
+class VicalCaWithdrawn(VicalCaEnded):
+    """A VICAL CA generation was withdrawn (``mcred mdoc vical-ca rollover --compromised``):
+    out of the VICAL anchors, its key signs nothing more, no VICAL signer and no CRL (a CA
+    cannot be listed on its own CRL; one its key in other hands signs would prove nothing)."""
+
+
 class IacaAlreadyStaged(MdocKeyError):
     """A next IACA generation is already staged: roll over to it before staging another."""
 

@@ -60,6 +60,7 @@ from issuer.mdoc.errors import (
     UnknownSigner,
     UnknownVicalCa,
     VicalCaEnded,
+    VicalCaWithdrawn,
 )
 from issuer.mdoc.models import IacaCrl, IdentifierListToken, StatusListToken
 from protocols import crl as ca_crl
@@ -161,6 +162,19 @@ class KeyDestruction:
     row: IssuerKey
     changed: bool
     found_absent: bool = False
+
+
+@dataclass(frozen=True)
+class VicalCaRollover:
+    """What :meth:`MdocPki.rollover_vical_ca` did: the VICAL CA before (retired, or withdrawn
+    when its row is revoked), the one now current, the VICAL signer under it, and the labels
+    of the signers of the one before revoked with it (a compromise) or retired."""
+
+    previous: IssuerKey
+    current: IssuerKey
+    signer: ActiveKey
+    revoked_signers: tuple[str, ...] = ()
+    retired_signers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -400,10 +414,14 @@ class MdocPki:
         transaction until the first write, a write that changes nothing comes first: it takes
         the database's write lock, so the second staging waits for the first to commit and
         then reads it (without it, both read "nothing staged" and made two generations)."""
+        self._lock(session, PURPOSE_IACA)
+
+    def _lock(self, session: Session, purpose: str) -> None:
+        """Take the rows of ``purpose`` and read them afresh (:meth:`lock_iacas`)."""
         if session.get_bind().dialect.name == "sqlite":
-            session.execute(update(IssuerKey).where(IssuerKey.purpose == PURPOSE_IACA)
+            session.execute(update(IssuerKey).where(IssuerKey.purpose == purpose)
                             .values(active=IssuerKey.active).execution_options(synchronize_session=False))
-        session.scalars(select(IssuerKey).where(IssuerKey.purpose == PURPOSE_IACA)
+        session.scalars(select(IssuerKey).where(IssuerKey.purpose == purpose)
                         .with_for_update().execution_options(populate_existing=True)).all()
 
     def stage_iaca(self, session: Session, now: dt.datetime) -> ActiveKey:
@@ -549,13 +567,7 @@ class MdocPki:
         c = self.config
         ca_row = self._active(session, PURPOSE_VICAL_CA)
         if ca_row is None or not now < self._cert(ca_row).not_valid_after_utc - c.rollover_margin:
-            label = self._next_label(session, PURPOSE_VICAL_CA)
-            key = self._key(label)
-            cert = key.sign_certificate(iaca.vical_ca_builder(
-                key.public_key(), common_name=f"mcred VICAL CA {generation(label)} (simulated)",
-                not_before=now - c.backdate, not_after=now + c.iaca_validity, country=c.country,
-                organization=c.organization))
-            ca_row = self._record(session, label, PURPOSE_VICAL_CA, cert, key.algorithm, now)
+            ca_row = self._new_vical_ca(session, now)
         ca = self._cert(ca_row)
         row = next((r for r in reversed(self._rows(session, PURPOSE_VICAL))
                     if r.active and r.revoked_at is None and self._cert(r).issuer == ca.subject), None)
@@ -571,18 +583,77 @@ class MdocPki:
             row = self._record(session, label, PURPOSE_VICAL, cert, key.algorithm, now)
         return self._activekey(row), ca
 
+    def _new_vical_ca(self, session: Session, now: dt.datetime) -> IssuerKey:
+        """The next VICAL CA generation (``mdoc-vical-ca-N``, the reader CA's profile, for
+        ``iaca_validity``), made now in the key store and recorded as the current one (the
+        one before it retired: :meth:`_record`)."""
+        c = self.config
+        label = self._next_label(session, PURPOSE_VICAL_CA)
+        key = self._key(label)
+        cert = key.sign_certificate(iaca.vical_ca_builder(
+            key.public_key(), common_name=f"mcred VICAL CA {generation(label)} (simulated)",
+            not_before=now - c.backdate, not_after=now + c.iaca_validity, country=c.country,
+            organization=c.organization))
+        return self._record(session, label, PURPOSE_VICAL_CA, cert, key.algorithm, now)
+
     def vical_cas(self, session: Session, now: dt.datetime) -> list[x509.Certificate]:
         """The VICAL CAs a reader trusts for this installation's VICALs, the current first
-        (an older one while a signer it issued is valid and not revoked); made when there is none."""
+        (an older one while it vouches: :meth:`vical_ca_vouching`); made when there is none."""
         _signer, current = self.vical_signer(session, now)
-        signers = [self._cert(r) for r in self._rows(session, PURPOSE_VICAL) if r.revoked_at is None]
         out = [current]
         for row in reversed(self._rows(session, PURPOSE_VICAL_CA)):
-            cert = self._cert(row)
-            if cert != current and now < cert.not_valid_after_utc and any(
-                    s.issuer == cert.subject and now < s.not_valid_after_utc for s in signers):
-                out.append(cert)
+            if self._cert(row) != current and self.vical_ca_vouching(session, row, now):
+                out.append(self._cert(row))
         return out
+
+    def vical_ca_vouching(self, session: Session, row: IssuerKey, now: dt.datetime) -> bool:
+        """Whether the older VICAL CA ``row`` is still one readers trust: not withdrawn
+        (:meth:`rollover_vical_ca` with ``compromised``), within its validity, and certifying a
+        VICAL signer valid and not revoked (a VICAL it signed may still be presented)."""
+        cert = self._cert(row)
+        if row.revoked_at is not None or not now < cert.not_valid_after_utc:
+            return False
+        return any(self._cert(r).issuer == cert.subject and now < self._cert(r).not_valid_after_utc
+                   for r in self._rows(session, PURPOSE_VICAL) if r.revoked_at is None)
+
+    def rollover_vical_ca(self, session: Session, now: dt.datetime, *, compromised: bool = False) -> VicalCaRollover:
+        """Start the next VICAL CA generation now, with a VICAL signer under it (one
+        transaction; the caller re-signs the VICAL in it, ``MdocService.rollover_vical_ca``).
+
+        Without ``compromised`` the CA before is retired, not withdrawn: it stays among the
+        VICAL anchors (:meth:`vical_cas`) while a signer it certified is valid and not revoked,
+        its CRL is published, and its signer is retired (a newer one signs). With
+        ``compromised`` (its key, or that of a signer readers cannot look up, known or
+        suspected in other hands) it is withdrawn: recorded revoked (cACompromise), out of the
+        VICAL anchors at once, and its key signs nothing more: no signer certificate and no CRL
+        (:class:`VicalCaWithdrawn`: a CA cannot be listed on its own CRL, and a CRL its key
+        signs would prove nothing once the key is in other hands, RFC 5280 6.3.3). Each VICAL
+        signer it certified that has not expired is revoked with it (cACompromise, recorded on
+        its row; no CRL lists it: only the withdrawn key could sign one). Readers see the
+        VICAL signed from now on chain to the new CA, which they must be given
+        (``/trust/vical-ca.pem``); one still holding only the old CA refuses it, and refuses
+        any VICAL under the old CA whose signer names a CRL (its CRL is gone: it cannot be
+        looked up). :class:`UnknownVicalCa` when there is no VICAL CA yet (the first is made
+        with the first VICAL)."""
+        self._lock(session, PURPOSE_VICAL_CA)
+        old = self._active(session, PURPOSE_VICAL_CA)
+        if old is None:
+            raise UnknownVicalCa("no VICAL CA yet: the first is made with the first VICAL (mcred export vical, "
+                                 "/trust/vical); there is nothing to roll over")
+        subject = self._cert(old).subject
+        under = [r for r in self._rows(session, PURPOSE_VICAL) if self._cert(r).issuer == subject]
+        new = self._new_vical_ca(session, now)  # old is retired by it (active False)
+        revoked = []
+        if compromised:
+            old.revoked_at, old.revocation_reason = now, "cACompromise"
+            for row in under:
+                if row.revoked_at is None and now < self._cert(row).not_valid_after_utc:
+                    row.revoked_at, row.revocation_reason, row.active = now, "cACompromise", False
+                    revoked.append(row.label)
+            session.flush()
+        retired = [r.label for r in under if r.active and r.revoked_at is None]
+        signer, _ca = self.vical_signer(session, now)  # under the new CA: the one before is retired by it
+        return VicalCaRollover(old, new, signer, tuple(revoked), tuple(retired))
 
     def vical_ca(self, session: Session, ref: int) -> IssuerKey:
         """VICAL CA generation ``ref`` (its number), :class:`UnknownVicalCa` when there is none."""
@@ -613,6 +684,11 @@ class MdocPki:
         (:class:`VicalCaEnded`: every signer it certified ended with it)."""
         row = self.vical_ca(session, ca)
         cert = self._cert(row)
+        if row.revoked_at is not None:
+            raise VicalCaWithdrawn(
+                f"the VICAL CA {row.label} was withdrawn ({row.revocation_reason}) at "
+                f"{row.revoked_at:%Y-%m-%d %H:%M:%S} UTC: its key signs no CRL any more (readers trust the VICAL "
+                "CAs of /trust/vical-ca.pem, which no longer lists it)")
         if not now < cert.not_valid_after_utc:
             raise VicalCaEnded(f"the VICAL CA {row.label} ended {cert.not_valid_after_utc}: "
                                "no CRL is issued for it any more")
@@ -697,7 +773,8 @@ class MdocPki:
         session.refresh(row, with_for_update=True)
         if row.revoked_at is not None:
             previous = row.revocation_reason
-            if reason != "keyCompromise" or previous == "keyCompromise":
+            # one revoked with its withdrawn VICAL CA (cACompromise) is revoked for a compromise already
+            if reason != "keyCompromise" or previous in COMPROMISE_REASONS:
                 return row, False, previous
             row.revocation_reason = reason  # amended: the lists it signed were dropped at its revocation
             session.execute(update(IacaCrl).values(stale=True).execution_options(synchronize_session=False))
@@ -803,7 +880,7 @@ class MdocPki:
         except (UnknownSigner, UnknownIaca):
             raise UnknownSigner(f"no mdoc signer with label, serial or IACA number {ref!r} (mcred mdoc iaca "
                                 "list, mcred mdoc ds list, mcred status-list signer list, mcred mdoc "
-                                "vical-signer list show them)") from None
+                                "vical-signer list, mcred mdoc vical-ca list show them)") from None
 
     def key_duty(self, session: Session, row: IssuerKey, now: dt.datetime) -> KeyDestructionRefused | None:
         """Why the key of ``row`` may not be destroyed at ``now`` (the refusal to raise), or
@@ -831,7 +908,8 @@ class MdocPki:
                    PURPOSE_STATUS: "it signs its IACA's status lists: revoke it (mcred status-list signer revoke) "
                                    "first",
                    PURPOSE_VICAL: "revoke it (mcred mdoc vical-signer revoke) first",
-                   PURPOSE_VICAL_CA: "it is replaced in its last 90 days"}[row.purpose]
+                   PURPOSE_VICAL_CA: "roll it over (mcred mdoc vical-ca rollover; --compromised withdraws it "
+                                     "at once) first"}[row.purpose]
             return SignerStillSigning(f"the {name} {row.label} is the one signing now: its key is needed; {how}")
         if row.purpose == PURPOSE_IACA:
             staged = self.staged_iaca(session, now)
@@ -855,7 +933,8 @@ class MdocPki:
             f"the {name} {row.label} is retired, not revoked, and still certifies {len(valid)} {names[issued]}(s) "
             f"that have not expired ({', '.join(r.label for r in valid[:5])}{', ...' if len(valid) > 5 else ''}; "
             f"the last ends {until:%Y-%m-%d %H:%M} UTC): {what}; its key may be destroyed after that, or once it "
-            "is revoked", until=until)
+            + ("is revoked" if row.purpose == PURPOSE_IACA else
+               "is withdrawn (mcred mdoc vical-ca rollover --compromised, while it is the current one)"), until=until)
 
     def destroy_key(self, session: Session, ref: str, now: dt.datetime) -> KeyDestruction:
         """Destroy the private key of the signer ``ref`` names (:meth:`key_row`) in the key

@@ -19,7 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from issuer.db import AuditEvent, Credential, Holder, utcnow
+from issuer.db import AuditEvent, Credential, Holder, IssuerKey, utcnow
 from issuer.key_destruction import KeyDestructionResult, audit_destruction
 from issuer.mdoc import models as _models  # noqa: F401 - registers the mdoc tables
 from issuer.mdoc.issuance import IssuancePolicy, MdocIssuer
@@ -179,6 +179,59 @@ class VicalSignerRevocationResult:
         return {**self.info.to_json(), "changed": self.changed, "amended_from": self.amended_from,
                 "signing": {"label": self.signing.label, "serial": self.signing.serial},
                 "vical_issue_id": self.vical_issue_id}
+
+
+@dataclass(frozen=True)
+class VicalCaInfo:
+    """A VICAL CA generation as operators see it (never the key): whether it is the current
+    one, retired or withdrawn (``mcred mdoc vical-ca rollover --compromised``), whether readers
+    trust it now (``/trust/vical-ca.pem``), the CRL its signers name and the signers it
+    certified."""
+
+    label: str
+    serial: str
+    subject: str
+    not_before: dt.datetime
+    not_after: dt.datetime
+    #: current, retired or withdrawn
+    state: str
+    #: in /trust/vical-ca.pem (the anchors readers of the VICAL trust)
+    trusted: bool
+    revoked_at: dt.datetime | None
+    reason: str | None
+    crl: str
+    signers: tuple[str, ...]
+    key_destroyed_at: dt.datetime | None = None
+
+    def to_json(self) -> dict:
+        return {"label": self.label, "purpose": "vical-ca", "serial": self.serial, "subject": self.subject,
+                "not_before": self.not_before.isoformat(), "not_after": self.not_after.isoformat(),
+                "state": self.state, "trusted": self.trusted,
+                "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None, "reason": self.reason,
+                "crl": self.crl, "signers": list(self.signers),
+                "key_destroyed_at": self.key_destroyed_at.isoformat() if self.key_destroyed_at else None}
+
+
+@dataclass(frozen=True)
+class VicalCaRolloverResult:
+    """What :meth:`MdocService.rollover_vical_ca` did: the VICAL CA before (retired, or
+    withdrawn), the one now current, the VICAL signer under it that signs the VICAL published
+    now, that VICAL's issue ID, and the signers of the CA before revoked with it or retired."""
+
+    previous: VicalCaInfo
+    current: VicalCaInfo
+    signing: VicalSignerInfo
+    vical_issue_id: int
+    withdrawn: bool
+    revoked_signers: tuple[str, ...]
+    retired_signers: tuple[str, ...]
+
+    def to_json(self) -> dict:
+        """The answer of ``mcred mdoc vical-ca rollover --json`` and POST /trust/vical-ca-rollover."""
+        return {"previous": self.previous.to_json(), "current": self.current.to_json(),
+                "signing": {"label": self.signing.label, "serial": self.signing.serial},
+                "vical_issue_id": self.vical_issue_id, "withdrawn": self.withdrawn,
+                "revoked_signers": list(self.revoked_signers), "retired_signers": list(self.retired_signers)}
 
 
 class MdocService:
@@ -346,6 +399,54 @@ class MdocService:
                                                self._vical_info(s, signing), issue_id)
 
         return self._then_destroy(run_transaction(self.sessions, work), destroy_key, actor)
+
+    def vical_ca_list(self) -> list[VicalCaInfo]:
+        """Every VICAL CA generation, oldest first (none before the first VICAL is signed)."""
+
+        def work(s: Session) -> list[VicalCaInfo]:
+            now = self.clock()
+            return [self._vical_ca_info(s, r, now) for r in self.pki._rows(s, PURPOSE_VICAL_CA)]
+
+        return run_transaction(self.sessions, work)
+
+    def rollover_vical_ca(self, *, compromised: bool = False, actor: str = "issuer") -> VicalCaRolloverResult:
+        """Start the next VICAL CA generation with a VICAL signer under it, and re-sign the
+        published VICAL (``mdoc_vicals``) with that signer in the same transaction, its
+        ``vicalIssueID`` higher than any before (:meth:`MdocPki.rollover_vical_ca`).
+        ``compromised``: the CA before is withdrawn (out of ``/trust/vical-ca.pem`` at once,
+        its key signing nothing more, the signers it certified revoked with it, cACompromise),
+        else retired (listed while a signer it certified is valid and not revoked). Readers of
+        the VICAL need the new CA (``/trust/vical-ca.pem``) from now on. Audited
+        ``mdoc.vical-ca.rollover``."""
+
+        def work(s: Session) -> VicalCaRolloverResult:
+            now = self.clock()
+            at = now.replace(microsecond=0)
+            done = self.pki.rollover_vical_ca(s, now, compromised=compromised)
+            self._vical(s, at)  # signed by the new CA's signer: its content (the signer) changed
+            issue_id = s.get(PublishedVical, self.pki.config.organization).issue_id
+            signing = self._vical_info(s, s.get(IssuerKey, done.signer.label))
+            result = VicalCaRolloverResult(self._vical_ca_info(s, done.previous, now),
+                                           self._vical_ca_info(s, done.current, now), signing, issue_id,
+                                           compromised, done.revoked_signers, done.retired_signers)
+            detail = {"previous": done.previous.label, "serial": result.current.serial,
+                      "compromised": compromised, "signing": signing.label, "vical_issue_id": issue_id,
+                      "revoked_signers": list(done.revoked_signers), "retired_signers": list(done.retired_signers)}
+            s.add(AuditEvent(actor=actor, action="mdoc.vical-ca.rollover", subject=done.current.label, detail=detail))
+            s.flush()
+            return result
+
+        return run_transaction(self.sessions, work)
+
+    def _vical_ca_info(self, s: Session, row, now: dt.datetime) -> VicalCaInfo:  # noqa: ANN001
+        cert = self.pki._cert(row)
+        state = "withdrawn" if row.revoked_at is not None else "current" if row.active else "retired"
+        trusted = (state == "current" and now < cert.not_valid_after_utc) or self.pki.vical_ca_vouching(s, row, now)
+        signers = tuple(r.label for r in self.pki._rows(s, PURPOSE_VICAL) if self.pki._cert(r).issuer == cert.subject)
+        return VicalCaInfo(row.label, format(cert.serial_number, "x"), cert.subject.rfc4514_string(),
+                           cert.not_valid_before_utc, cert.not_valid_after_utc, state, trusted, row.revoked_at,
+                           row.revocation_reason, self.pki.vical_crl_uri_for(row.label), signers,
+                           row.key_destroyed_at)
 
     def _vical_info(self, s: Session, row) -> VicalSignerInfo:  # noqa: ANN001
         from protocols.certs import crl_url

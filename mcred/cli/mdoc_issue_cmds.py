@@ -3,6 +3,7 @@
 ``mcred mdoc issue`` / ``mcred mdoc respond`` (interop with other mdoc tools),
 ``mcred mdoc ds list|rollover|revoke`` (document signers, the IACA CRL),
 ``mcred mdoc vical-signer list|revoke`` (VICAL signers, the VICAL CA's CRL),
+``mcred mdoc vical-ca list|rollover`` (the VICAL CA's generations, its withdrawal),
 ``mcred mdoc key destroy`` (a signer's private key destroyed once no duty needs it),
 ``mcred export iaca``, ``mcred status-list show``, ``mcred credential list|show``.
 Exit codes: 0 done, 1 refused (a check failed), 2 unreadable input.
@@ -966,8 +967,74 @@ def vical_signer_revoke(
                   f"(vicalIssueID {done.vical_issue_id})", highlight=False)
     if info.crl is None:
         console.print("[yellow]its certificate names no CRL distribution point (made before they carried one): "
-                      "readers cannot look it up; if its key is in other hands, give readers a new VICAL CA[/]")
+                      "readers cannot look it up; if its key is in other hands, withdraw its VICAL CA (mcred mdoc "
+                      "vical-ca rollover --compromised) and give readers the new one (/trust/vical-ca.pem)[/]")
     _said_destroyed(done.key_destruction)
+
+
+def vical_ca_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every VICAL CA generation: serial, validity, current / retired / withdrawn, whether
+    readers trust it now (/trust/vical-ca.pem), the VICAL signers it certified and the CRL
+    they name."""
+    rows = _mdoc_service()[1].vical_ca_list()
+    if as_json:
+        print(json.dumps([r.to_json() for r in rows], ensure_ascii=False))
+        return
+    if not rows:
+        console.print("no VICAL CA yet: the first is made with the first VICAL (mcred export vical, "
+                      "/trust/vical)", highlight=False)
+    for r in rows:
+        state = {"current": "current",
+                 "retired": "retired, still a VICAL anchor" if r.trusted else "retired",
+                 "withdrawn": f"withdrawn ({r.reason}, {r.revoked_at:%Y-%m-%d %H:%M}Z), out of /trust/vical-ca.pem"
+                 if r.revoked_at else "withdrawn"}[r.state]
+        typer.echo(f"{r.label}  serial {r.serial}  until {r.not_after:%Y-%m-%d}  {state}{_key_state(r)}"
+                   f"  signers {', '.join(r.signers) or '(none)'}  CRL {r.crl}")
+
+
+def vical_ca_rollover(
+    compromised: bool = typer.Option(False, "--compromised", help="The VICAL CA's key (or that of a VICAL signer "
+                                     "readers cannot look up) is known or suspected in other hands: withdraw it at "
+                                     "once (out of /trust/vical-ca.pem, its CRL gone, its signers revoked, "
+                                     "cACompromise) instead of retiring it."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Start a new VICAL CA generation with a new VICAL signer under it; the VICAL
+    (/trust/vical) is re-signed by that signer at once, its vicalIssueID higher than any before.
+
+    Readers of the VICAL need the new CA from now on: /trust/vical-ca.pem (or mcred export
+    vical --ca) into their --vical-trust file. Without --compromised the CA before is retired:
+    still listed in /trust/vical-ca.pem while a signer it certified is valid and not revoked, its
+    CRL still published. With --compromised it is withdrawn: a CA cannot be listed on its own
+    CRL, so readers drop it by taking the new /trust/vical-ca.pem; its key signs nothing more
+    (its CRL answers 410) and may then be destroyed (mcred mdoc key destroy)."""
+    from issuer.mdoc.errors import IssuerMdocError
+
+    svc = _mdoc_service()[1]
+    try:
+        done = svc.rollover_vical_ca(compromised=compromised, actor=cli_actor())
+    except IssuerMdocError as exc:  # no VICAL CA yet, or the new one cannot be made: nothing was changed
+        raise _fail(str(exc), 2, as_json) from None
+    if as_json:
+        print(json.dumps(done.to_json(), ensure_ascii=False))
+        return
+    old, new = done.previous, done.current
+    console.print(f"new VICAL CA {new.label} serial {new.serial} until {new.not_after:%Y-%m-%d}; the VICAL is signed "
+                  f"by {done.signing.label} under it from now on (vicalIssueID {done.vical_issue_id})",
+                  highlight=False)
+    if done.withdrawn:
+        console.print(f"{old.label} withdrawn (cACompromise): out of /trust/vical-ca.pem, its CRL gone, it signs "
+                      "nothing more" + (f"; revoked with it: {', '.join(done.revoked_signers)}"
+                                        if done.revoked_signers else ""), highlight=False)
+        console.print(f"[yellow]readers of the VICAL refuse it until they hold {new.label}: give them "
+                      f"/trust/vical-ca.pem (mcred export vical --ca) now; then destroy the key: mcred mdoc key "
+                      f"destroy {old.label}[/]")
+    else:
+        console.print(f"{old.label} retired: still in /trust/vical-ca.pem while a signer it certified is valid"
+                      + (f" ({', '.join(done.retired_signers)} retired)" if done.retired_signers else ""),
+                      highlight=False)
+        console.print(f"[yellow]readers of the VICAL need {new.label}: give them /trust/vical-ca.pem (mcred export "
+                      "vical --ca)[/]")
 
 
 def _said_destroyed(done) -> None:  # noqa: ANN001 - a KeyDestructionResult or None
@@ -1049,6 +1116,10 @@ def register(app: typer.Typer) -> None:
                           "C.1.7): list, revoke.")
     vical_signer.command("list")(vical_signer_list)
     vical_signer.command("revoke")(vical_signer_revoke)
+    vical_ca = _group(mdoc, "vical-ca", "The VICAL CA (the anchor readers trust for the VICAL, ISO/IEC 18013-5 "
+                      "Annex C.1.7) generations: list, rollover.")
+    vical_ca.command("list")(vical_ca_list)
+    vical_ca.command("rollover")(vical_ca_rollover)
     key = _group(mdoc, "key", "The private keys of the mdoc issuer's signers: destroy one no duty needs.")
     key.command("destroy")(key_destroy)
     export_app.command("iaca")(export_iaca)

@@ -348,7 +348,7 @@ def drill_cmd(
     scenario: str = typer.Argument(..., help="model_change | resale | lost_found | lost_not_found | stolen | "
                                              "renewal (カードの更新) | cert_renewal (電子証明書の更新) | moved | death | "
                                              "pin_lock | puk_lock | abandoned | ds_compromise | kloc_compromise | "
-                                             "iaca_rollover | iaca_compromise | all"),
+                                             "iaca_rollover | iaca_compromise | vical_ca_compromise | all"),
     phones: int = typer.Option(1, "--phones", min=1, help="Subject phones, run in parallel workers."),
     report: list[Path] = typer.Option([], "--report", callback=out_path, help="Write the report (.json or .md); repeatable."),
     workers: int = typer.Option(4, "--workers", min=1, help="Parallel workers."),
@@ -363,9 +363,10 @@ def drill_cmd(
     """Run a handover / revocation drill and report step durations and propagation times.
     It runs in a fresh temporary installation, or in $MCRED_HOME when that is set: there
     ds_compromise revokes the installation's document signer, kloc_compromise rotates
-    its TSM's KLOC CA, iaca_rollover stages and starts its next mdoc IACA and iaca_compromise
-    revokes its current IACA, re-issues every phone under it and destroys the IACA's key, as the
-    drills do to their own."""
+    its TSM's KLOC CA, iaca_rollover stages and starts its next mdoc IACA, iaca_compromise
+    revokes its current IACA, re-issues every phone under it and destroys the IACA's key, and
+    vical_ca_compromise withdraws its VICAL CA (readers of its VICAL need the new one,
+    /trust/vical-ca.pem) and destroys that CA's key, as the drills do to their own."""
     import tempfile
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

@@ -41,6 +41,15 @@ class ChainError(MdocError):
     """A certificate chain does not lead to a trust anchor, or a certificate is unusable."""
 
 
+class NoTrustAnchor(ChainError):
+    """No trust anchor given issued the chain's top certificate (``certificate``, whose issuer
+    the anchors lack): the chain is sound as far as it goes, its CA is not trusted here."""
+
+    def __init__(self, message: str, certificate: x509.Certificate | None = None) -> None:
+        super().__init__(message)
+        self.certificate = certificate
+
+
 @dataclass(frozen=True)
 class VerifiedChain:
     leaf: x509.Certificate
@@ -303,7 +312,7 @@ def _verify_chain(ders, trust_anchors, now, eku) -> VerifiedChain:
         break
     if anchor is None:
         issuer = top.issuer.rfc4514_string()
-        raise ChainError(f"no trust anchor issued {top.subject.rfc4514_string()} (issuer {issuer})")
+        raise NoTrustAnchor(f"no trust anchor issued {top.subject.rfc4514_string()} (issuer {issuer})", top)
     windows = [(p.not_before, p.not_after, p.cert) for p in parsed[:len(path)]]
     anchor_der = _der_of(anchor)
     anchor_parsed = _parsed(anchor_der)
