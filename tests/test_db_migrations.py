@@ -8,6 +8,9 @@ from sqlalchemy.orm import Session
 from issuer.db import Credential, Holder, Phone
 from mcred.db import make_engine, migrate
 
+# what these tests check is migrating itself: never from a copy (tests/conftest.py)
+pytestmark = pytest.mark.real_migrations
+
 
 def _i0018_identity(data: dict) -> str:
     """The identity in i0018idnorm's form (NFKC, dashes folded, ー between digits in a place,

@@ -27,6 +27,9 @@ import sqlalchemy as sa
 
 from mcred.db import SchemaError, make_engine, migrate, schema_status
 
+# what these tests check is migrating itself: never from a copy (tests/conftest.py)
+pytestmark = pytest.mark.real_migrations
+
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Migrates the database at argv[1]; argv[2] says where to stop: ``kill:N`` SIGKILLs the
