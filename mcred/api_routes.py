@@ -121,6 +121,28 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: What ``connect_timeout_s`` means on each request that may reach a phone over the air.
+CONNECT_TIMEOUT_RULE = ("with over_the_air: how long, in seconds (1 to 3600), the phone's Local Agent has to join "
+                        "its GP SERAM session before the job gives it up, nothing having reached its SE (the "
+                        "answer's wait_s); the service's default (300, a Remote Agent's usual binding time) "
+                        "unless given. Refused (422) without over_the_air, which opens no session")
+
+
+class _Reaches(_Body):
+    """A request that may reach a phone through its GP SERAM Local Agent (``over_the_air``,
+    on each subclass, or ``wipe_over_the_air``), how long it waits for it to join given."""
+
+    connect_timeout_s: float | None = Field(None, ge=1, le=3600, description=CONNECT_TIMEOUT_RULE)
+
+    @model_validator(mode="after")
+    def _timeout_with_a_session(self) -> _Reaches:
+        if self.connect_timeout_s is not None and not (
+                getattr(self, "over_the_air", False) or getattr(self, "wipe_over_the_air", False)):
+            raise ValueError("connect_timeout_s goes with over_the_air: without it no GP SERAM session is "
+                             "opened, and nothing waits for a phone to join one")
+        return self
+
+
 class NewPhone(_Body):
     model: str = Field("mcred-sim-1", min_length=1, max_length=64,
                        pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
@@ -131,7 +153,7 @@ class NewPhone(_Body):
     scp11a: bool = Field(True, strict=True)
 
 
-class ProvisionRequest(_Body):
+class ProvisionRequest(_Reaches):
     phone_id: str = Field(pattern=PHONE_ID_PATTERN)
     #: The holder record (issue 4 item 3 field names), or ``holder_id`` of a registered one.
     holder: dict[str, Any] | None = None
@@ -146,7 +168,7 @@ class ProvisionRequest(_Body):
     over_the_air: bool = False
 
 
-class RefreshRequest(_Body):
+class RefreshRequest(_Reaches):
     phone_id: str = Field(pattern=PHONE_ID_PATTERN)
     #: Slots 0..N-1 to refresh (default: every slot holding a valid mdoc).
     mdoc_batch: int | None = Field(None, ge=1, le=16)
@@ -181,7 +203,7 @@ class HoldRequest(_Body):
     credential: CredentialSel = "all"
 
 
-class PinResetRequest(_Body):
+class PinResetRequest(_Reaches):
     phone_id: str = Field(pattern=PHONE_ID_PATTERN)
     #: What to reset: the user-authentication PIN (auth), the signing password (sign).
     slots: list[Literal["auth", "sign"]] = Field(["auth", "sign"], min_length=1, max_length=2)
@@ -194,7 +216,7 @@ class PinResetRequest(_Body):
     over_the_air: bool = False
 
 
-class OverTheAirRequest(_Body):
+class OverTheAirRequest(_Reaches):
     #: Reach the (new) phone through its GP SERAM Local Agent, in a new session (the answer's
     #: ``seram``).
     over_the_air: bool = False
@@ -229,7 +251,7 @@ class HandoverRunRequest(OverTheAirRequest):
         return {"pin": self.pin, "password": self.password, "puk": self.puk} if self.pin is not None else None
 
 
-class AbandonRequest(_Body):
+class AbandonRequest(_Reaches):
     #: Why the job will not finish (audited with the job and the revocations).
     reason: str = Field(min_length=1, max_length=200,
                         pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")
@@ -276,7 +298,7 @@ class CardRenewal(_Body):
     puk: str = Field(pattern=PUK, description="PIN unlock key (never stored)")
 
 
-class SignIssuance(_Body):
+class SignIssuance(_Reaches):
     """A signing certificate onto the provisioned phone of a holder who has turned 15."""
 
     phone_id: str = Field(pattern=PHONE_ID_PATTERN)
@@ -287,7 +309,7 @@ class SignIssuance(_Body):
     over_the_air: bool = False
 
 
-class CertificateRenewal(_Body):
+class CertificateRenewal(_Reaches):
     """The phone's JPKI certificates renewed (電子証明書の更新), the card staying."""
 
     phone_id: str = Field(pattern=PHONE_ID_PATTERN)
@@ -359,7 +381,7 @@ class SignerRevocationRequest(_Body):
     destroy_key: bool = False
 
 
-class KlocMoveRequest(_Body):
+class KlocMoveRequest(_Reaches):
     phone_id: str = Field(pattern=PHONE_ID_PATTERN)
     #: Only read which CA the SE names (result ``kloc``: current or stale); change nothing.
     check: bool = False
@@ -417,7 +439,7 @@ class KeyDestructionRequest(_Body):
     signer: str = Field(min_length=1, max_length=SIGNER_NAME_MAX, pattern=SIGNER_NAME_PATTERN)
 
 
-class ReissueRequest(_Body):
+class ReissueRequest(_Reaches):
     #: The signer taken out of use whose mdocs are replaced: a document signer (label or
     #: serial) or an IACA (number, label or serial).
     signer: str = Field(min_length=1, max_length=SIGNER_NAME_MAX, pattern=SIGNER_NAME_PATTERN)
@@ -560,16 +582,19 @@ def _provisioning_refusals() -> Iterator[None]:
         raise ProblemException(PROVISIONING_REFUSED, str(exc)) from None
 
 
-def _open_session(request: Request, phone_id: str, over_the_air: bool):  # noqa: ANN202
+def _open_session(request: Request, phone_id: str, over_the_air: bool,  # noqa: ANN202
+                  wait_s: float | None = None):
     """The GP SERAM session a job will reach the phone by, opened now so that the answer can
-    name it (:func:`_with_seram`); None for the simulator here."""
-    return request.app.state.seram_open(phone_id) if over_the_air else None
+    name it (:func:`_with_seram`); None for the simulator here. ``wait_s``: the request's
+    ``connect_timeout_s`` (the hub's default when None)."""
+    return request.app.state.seram_open(phone_id, connect_timeout_s=wait_s) if over_the_air else None
 
 
-def _phone_link(request: Request, ctx: Context, phone_id: str, over_the_air: bool):  # noqa: ANN202
+def _phone_link(request: Request, ctx: Context, phone_id: str, over_the_air: bool,  # noqa: ANN202
+                wait_s: float | None = None):
     """:func:`_check_reach`, then :func:`_open_session`."""
     _check_reach(ctx, phone_id, over_the_air)
-    return _open_session(request, phone_id, over_the_air)
+    return _open_session(request, phone_id, over_the_air, wait_s)
 
 
 def _with_seram(ctx: Context, accepted: dict[str, Any], link, key: str = "seram") -> dict[str, Any]:  # noqa: ANN001
@@ -1171,7 +1196,7 @@ def issuer_router(ctx: Context) -> APIRouter:
                   "key_type": body.key_type, "mdoc_batch": body.mdoc_batch}
         private = {"holder": body.holder, "pin": body.pin, "password": body.password,
                    "puk": body.puk}
-        link = _open_session(request, body.phone_id, body.over_the_air)  # reach checked above
+        link = _open_session(request, body.phone_id, body.over_the_air, body.connect_timeout_s)  # reach checked above
         public["over_the_air"] = body.over_the_air
         view = jobs.submit("provision", public, private={**private, "seram": link}, scope="issuer",
                            actor=_actor(request))
@@ -1189,7 +1214,7 @@ def issuer_router(ctx: Context) -> APIRouter:
             if (slot in body.slots) != (value is not None):
                 raise ProblemException(problems.VALIDATION, f"{name}: given exactly when {slot} is reset "
                                        "(a generated secret could not be shown over HTTP without storing it)")
-        link = _phone_link(request, ctx, body.phone_id, body.over_the_air)
+        link = _phone_link(request, ctx, body.phone_id, body.over_the_air, body.connect_timeout_s)
         jobs = _jobs(request)
         jobs.register("pin-reset", _pin_reset_work(ctx))
         view = jobs.submit("pin-reset", {"phone_id": body.phone_id, "slots": list(body.slots),
@@ -1246,7 +1271,7 @@ def issuer_router(ctx: Context) -> APIRouter:
         if job.state in ENDED:
             raise ProblemException(problems.CONFLICT, f"TSM job {job_id} is {job.state}: nothing to resume")
         ota = body is not None and body.over_the_air
-        link = _phone_link(request, ctx, job.se_id, True) if ota else None
+        link = _phone_link(request, ctx, job.se_id, True, body.connect_timeout_s) if ota else None
         jobs = _jobs(request)
         jobs.register("tsm-resume", _resume_work(ctx))
         view = jobs.submit("tsm-resume", {"tsm_job_id": job_id, "kind": job.kind, "phone_id": job.se_id,
@@ -1275,7 +1300,7 @@ def issuer_router(ctx: Context) -> APIRouter:
                                        "provisioning's abandon wipes the phone, over the air or not")
             if job.state in ENDED:
                 raise ProblemException(problems.CONFLICT, f"TSM job {job_id} is {job.state}: nothing to abandon")
-            link = _phone_link(request, ctx, job.se_id, True)
+            link = _phone_link(request, ctx, job.se_id, True, body.connect_timeout_s)
             jobs = _jobs(request)
             jobs.register("tsm-abandon", _abandon_work(ctx))
             view = jobs.submit("tsm-abandon", {"tsm_job_id": job_id, "phone_id": job.se_id, "reason": body.reason,
@@ -1292,7 +1317,7 @@ def issuer_router(ctx: Context) -> APIRouter:
                  "superseded",
                  **queued(MdocRefreshJob, refusals((UNKNOWN_PHONE, "no such simulated phone"))))
     def start_refresh(body: RefreshRequest, request: Request, response: Response) -> dict[str, Any]:
-        link = _phone_link(request, ctx, body.phone_id, body.over_the_air)
+        link = _phone_link(request, ctx, body.phone_id, body.over_the_air, body.connect_timeout_s)
         jobs = _jobs(request)
         jobs.register("mdoc-refresh", _refresh_work(ctx))
         view = jobs.submit("mdoc-refresh", {"phone_id": body.phone_id, "mdoc_batch": body.mdoc_batch,
@@ -1320,7 +1345,7 @@ def issuer_router(ctx: Context) -> APIRouter:
                                      " (with the password it was given)")
         with _provisioning_refusals():  # refused now, as the command line refuses, not as the job's failure
             check_issue_sign(ctx, body.phone_id)
-        link = _open_session(request, body.phone_id, body.over_the_air)
+        link = _open_session(request, body.phone_id, body.over_the_air, body.connect_timeout_s)
         jobs = _jobs(request)
         jobs.register("issue-sign", _issue_sign_work(ctx))
         view = jobs.submit("issue-sign", {"phone_id": body.phone_id, "over_the_air": body.over_the_air},
@@ -1350,7 +1375,7 @@ def issuer_router(ctx: Context) -> APIRouter:
         _refuse_beside_a_stopped_job(ctx, body.phone_id, body.over_the_air, "renew-jpki")
         with _provisioning_refusals():  # refused now, as the command line refuses, not as the job's failure
             check_renew_jpki(ctx, body.phone_id, body.slot, early=body.early)
-        link = _open_session(request, body.phone_id, body.over_the_air)
+        link = _open_session(request, body.phone_id, body.over_the_air, body.connect_timeout_s)
         jobs = _jobs(request)
         jobs.register("renew-jpki", _renew_work(ctx))
         view = jobs.submit("renew-jpki", {"phone_id": body.phone_id, "slot": body.slot, "early": body.early,
@@ -1589,8 +1614,8 @@ def operator_router(ctx: Context) -> APIRouter:
         opened: dict[str, Any] = {}
 
         def submit(held: dict[str, Any]) -> JobView:  # the workflow is this run's: now the phones' sessions
-            opened["link"] = _phone_link(request, ctx, new_phone, True) if ota else None
-            opened["old_link"] = _open_session(request, old_phone, True) if wipe else None
+            opened["link"] = _phone_link(request, ctx, new_phone, True, body.connect_timeout_s) if ota else None
+            opened["old_link"] = _open_session(request, old_phone, True, body.connect_timeout_s) if wipe else None
             return jobs.submit("handover", {"handover_id": handover_id, "over_the_air": ota,
                                             "wipe_over_the_air": wipe},
                                private={"seram": opened["link"], "seram_old": opened["old_link"],
@@ -1805,7 +1830,7 @@ def operator_router(ctx: Context) -> APIRouter:
 
         _check_reach(ctx, body.phone_id, body.over_the_air)
         check_movable(ctx, body.phone_id)  # before a session is opened for a phone that has nothing to move
-        link = _open_session(request, body.phone_id, body.over_the_air)
+        link = _open_session(request, body.phone_id, body.over_the_air, body.connect_timeout_s)
         jobs = _jobs(request)
         jobs.register("kloc-move", _kloc_move_work(ctx))
         view = jobs.submit("kloc-move", {"phone_id": body.phone_id, "over_the_air": body.over_the_air,
@@ -1906,7 +1931,8 @@ def operator_router(ctx: Context) -> APIRouter:
 
         away = phones_away(ctx, body.signer)  # refused before a job is queued
         # over the air, a session for each phone not here, opened now so that the answer names them
-        links = {pid: _open_session(request, pid, True) for pid in away} if body.over_the_air else {}
+        links = ({pid: _open_session(request, pid, True, body.connect_timeout_s) for pid in away}
+                 if body.over_the_air else {})
         jobs = _jobs(request)
         jobs.register("mdoc-reissue", _reissue_work(ctx))
         try:

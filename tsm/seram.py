@@ -236,10 +236,13 @@ class SeramHub:
         #: polls waiting for an order: (their event loop, the future that wakes them)
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
 
-    def open(self, se_id: str, *, session_id: str | None = None) -> SeramLink:
+    def open(self, se_id: str, *, session_id: str | None = None,
+             connect_timeout_s: float | None = None) -> SeramLink:
         """A new management session for the TSM's SE ``se_id``; its ``session_id`` (a random
         UUID unless given: 8 to 128 of ``A-Z a-z 0-9 - _ .``) goes to the phone's device
-        application (the standard's initialization step). A session id in use is refused."""
+        application (the standard's initialization step). A session id in use is refused.
+        ``connect_timeout_s``: how long the phone's agent has to join this session (the
+        hub's :attr:`connect_timeout_s` unless given)."""
         if session_id is not None and not _SESSION_ID.fullmatch(session_id):
             raise SeramError(f"session id {session_id!r}: 8 to 128 of A-Z a-z 0-9 - _ .")
         with self._cond:
@@ -250,7 +253,8 @@ class SeramHub:
             sid = session_id or str(uuid.uuid4())
             if sid in self._links:
                 raise SeramError(f"session id {sid!r} is in use")
-            link = SeramLink(self, RemoteAgentSession(sid), se_id, now, self.connect_timeout_s,
+            link = SeramLink(self, RemoteAgentSession(sid), se_id, now,
+                             self.connect_timeout_s if connect_timeout_s is None else connect_timeout_s,
                              self.answer_timeout_s)
             self._links[sid] = link
             return link

@@ -94,9 +94,10 @@ class SeramRelay:
         self.answered = 0
         self.forwarded = 0
 
-    def open(self, se_id: str, *, session_id: str | None = None) -> SeramLink:
+    def open(self, se_id: str, *, session_id: str | None = None,
+             connect_timeout_s: float | None = None) -> SeramLink:
         """:meth:`SeramHub.open`, recorded as this process's."""
-        link = self.hub.open(se_id, session_id=session_id)
+        link = self.hub.open(se_id, session_id=session_id, connect_timeout_s=connect_timeout_s)
         with self.engine.begin() as conn:
             conn.execute(delete(SeramSessionRow).where(SeramSessionRow.owner == self.owner,
                                                        SeramSessionRow.created_at < utcnow() - FORGET_AFTER))
