@@ -168,17 +168,24 @@ def test_the_older_roots_key_goes_once_its_units_have_expired(home, db_url):
     unit1 = tsp.verify_token(old_token := _token(tsa), data=CONTENT, roots=tsa.roots()).tsa_certificate
     clock.at = t0 + dt.timedelta(days=100)
     tsa.rollover()
+    g2 = tsa.root()
     with pytest.raises(SignerStillSigning, match=r"tsa-root-g2 is the current one.*/tsa/root-g2\.crl.*mcred tsa rollover"):
         tsa.destroy_key("tsa-root-g2")
-    tsa.revoke_unit("tsa-unit-1", "superseded")  # a revoked unit is on its CRL to its end: the duty stays
+    # the older root's unit is retired with it: its key may go, and it never stamps again, not
+    # even when the new root's unit is revoked (a unit under the current root takes over)
+    assert tsa.destroy_key("tsa-unit-1").changed and not ctx.keystore.has("tsa-unit-1")
+    tsa.revoke_unit("tsa-unit-2", "superseded")
+    third = tsp.verify_token(_token(tsa), data=CONTENT, roots=tsa.roots())
+    assert third.tsa_certificate.subject.rfc4514_string().startswith("CN=mcred TSA unit 3,") and third.root == g2
+    with pytest.raises(SignerStillSigning, match="tsa-unit-3 is the one stamping now"):
+        tsa.destroy_key("tsa-unit-3")
+    # the older root, while its unit has not expired: refused, revoked or not (its CRL lists it to its end)
     last = unit1.not_valid_after_utc
-    with pytest.raises(CaDutiesRemain, match=f"still certifies 1 unit.*the last ends {last:%Y-%m-%d %H:%M} UTC") as no:
-        tsa.destroy_key("tsa-root-g1")
-    assert no.value.until == last and no.value.duty == "crl" and ctx.keystore.has("tsa-root-g1")
-    # the retired unit-1 and its unit's key may go (a newer unit stamps), the new unit's not
-    with pytest.raises(SignerStillSigning, match="tsa-unit-2 is the one stamping now"):
-        tsa.destroy_key("tsa-unit-2")
-    assert tsa.destroy_key("tsa-unit-1").changed
+    for _ in range(2):
+        with pytest.raises(CaDutiesRemain, match=f"still certifies 1 unit.*the last ends {last:%Y-%m-%d %H:%M} UTC") as no:
+            tsa.destroy_key("tsa-root-g1")
+        assert no.value.until == last and no.value.duty == "crl" and ctx.keystore.has("tsa-root-g1")
+        tsa.revoke_unit("tsa-unit-1", "superseded")
 
     # past its last unit's end: the CRL asked once more, then its key goes; over HTTP as well
     timestamps._TSAS[(str(ctx.home), ctx.database)] = tsa  # the service's TSA, on the test's clock
