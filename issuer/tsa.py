@@ -22,8 +22,8 @@ The root rolls over (:meth:`TimeStampAuthority.rollover`, ``mcred tsa rollover``
 when fewer than :data:`ROOT_RENEW_DAYS` remain and a new unit is due, so that no unit is cut
 short by its root's end): a new generation ``tsa-root-gN`` with a new unit under it stamps at
 once; the older root certifies nothing more but keeps signing the CRL of the units it
-certified, at its own URL, until they have all expired (ETSI EN 319 421 7.6.x: the TSU's
-certificate status stays available). Relying parties trust every generation
+certified, at its own URL, until they have all expired (a relying party looks a unit up there
+for as long as it is valid). Relying parties trust every generation
 (:meth:`TimeStampAuthority.roots`, the current first), so tokens made before the rollover verify
 as those made after. A key no duty needs any more (a revoked or retired unit's, an older root's
 once its units have expired) is destroyed in the key store
@@ -411,8 +411,6 @@ class TimeStampAuthority:
         made, and the new unit's row, certificate and root certificate."""
         previous = roots[-1].label if roots else None
         n = generation_of(previous) + 1 if previous else 1
-        while self._taken(s, f"tsa-root-g{n}"):
-            n += 1
         root_row, root = self._new_root(s, n, now)
         units = self._rows(PURPOSE_UNIT, s)
         unit_row, unit = self._new_unit(s, len(units) + 1, root_row, root, now)
@@ -424,11 +422,6 @@ class TimeStampAuthority:
                                  "unit": unit_row.label, "unit_serial": format(unit.serial_number, "x"),
                                  "not_after": root.not_valid_after_utc.isoformat(), "automatic": automatic}))
         return done, (unit_row, unit, root)
-
-    @staticmethod
-    def _taken(s: Session, label: str) -> bool:
-        """Whether ``label`` names a key of the registry already (of any purpose)."""
-        return s.get(IssuerKey, label) is not None
 
     # -- revocation of a unit ------------------------------------------------------------
 

@@ -437,3 +437,40 @@ def test_the_rollover_and_a_units_revocation_over_http(home, db_url):
                        "changed": False, "invalid_since": since.isoformat()}
         assert "no TSA unit 'tsa-unit-9'" in run_cli("tsa", "revoke", "tsa-unit-9", "--reason", "superseded", code=2)
     ctx.engine.dispose()
+
+
+def test_a_rollover_with_the_keys_in_a_token(softhsm_token, tmp_path):
+    """Over a PKCS#11 token (SoftHSM2): the new root's key is born in the token and signs its
+    unit's certificate and its CRL there; the older root's pair goes from the token once its
+    unit has expired, the new one's stays; both generations' tokens verify."""
+    pkcs11 = pytest.importorskip("pkcs11", reason="needs python-pkcs11 (the test extra installs it)")
+    from softhsm import SOFTHSM_PIN
+    from sqlalchemy.orm import sessionmaker
+
+    from issuer.hsm import SOFTHSM2, Pkcs11KeyStore
+    from mcred.db import make_engine, migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    migrate(engine)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    keystore = Pkcs11KeyStore(SOFTHSM2, softhsm_token, SOFTHSM_PIN)
+    clock = Clock(dt.datetime.now(dt.UTC).replace(microsecond=0))
+    tsa = TimeStampAuthority(sessions, keystore, clock=clock, crl_url=URL)
+    old_token = _token(tsa)
+    done = tsa.rollover()
+    new_token = _token(tsa)
+    roots = tsa.roots()
+    assert tsp.verify_token(old_token, data=CONTENT, roots=roots).root == roots[1]
+    assert tsp.verify_token(new_token, data=CONTENT, roots=roots).tsa_certificate.serial_number == done.unit_serial
+    assert x509.load_der_x509_crl(tsa.crl(2)).is_signature_valid(roots[0].public_key())
+    with pkcs11.lib(SOFTHSM2).get_token(token_label=softhsm_token).open() as session:
+        for label in ("tsa-root-g1", "tsa-root-g2", "tsa-unit-2"):
+            assert len(list(session.get_objects({pkcs11.Attribute.LABEL: label}))) == 2, label
+    clock.at += dt.timedelta(days=UNIT_DAYS, hours=1)  # the first unit has expired
+    tsa.crl(1)
+    assert tsa.destroy_key("tsa-root-g1").changed
+    with pkcs11.lib(SOFTHSM2).get_token(token_label=softhsm_token).open() as session:
+        assert list(session.get_objects({pkcs11.Attribute.LABEL: "tsa-root-g1"})) == []
+        assert len(list(session.get_objects({pkcs11.Attribute.LABEL: "tsa-root-g2"}))) == 2
+    assert tsp.verify_token(old_token, data=CONTENT, roots=tsa.roots()).root == roots[1]
+    engine.dispose()
