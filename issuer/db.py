@@ -12,6 +12,7 @@ import uuid
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     ForeignKey,
     Index,
     Integer,
@@ -202,6 +203,21 @@ class CrlState(IssuerBase):
     partition: Mapped[str] = mapped_column(String(128), primary_key=True)
     crl_number: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class TsaRootCrl(IssuerBase):
+    """The CRL each time-stamping root generation signed last (``issuer.tsa``; revision
+    ``i0024tsacrl``): its cRLNumber only grows across processes, and once an older root's key
+    is destroyed (its units all expired) it is what ``/tsa/root-gN.crl`` serves until an hour
+    before its nextUpdate (then ``410``: nothing can sign another)."""
+
+    __tablename__ = "tsa_root_crls"
+    root_label: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: RFC 5280 5.2.3: only grows (never below the Unix time of the build)
+    crl_number: Mapped[int] = mapped_column(BigInteger)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    this_update: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    next_update: Mapped[dt.datetime] = mapped_column(UtcDateTime())
 
 
 class Handover(IssuerBase):

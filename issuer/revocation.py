@@ -119,7 +119,11 @@ def check_invalidity_date(invalid_since: dt.datetime, now: dt.datetime, what: st
         raise InvalidSinceRefused(f"{invalid_since.isoformat()} is after the revocation "
                                   f"({now.isoformat(timespec='seconds')}): {what} cannot be known "
                                   "compromised at a time to come")
-    return invalid_since.astimezone(dt.UTC)
+    try:
+        return invalid_since.astimezone(dt.UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+09:00: before the first instant in UTC there is
+        raise InvalidSinceRefused(f"{invalid_since.isoformat()} is before the first instant a date can "
+                                  "name in UTC") from None
 
 
 @dataclass(frozen=True)

@@ -7,18 +7,28 @@ signing certificate was revoked for an address change or a handover (specs/revoc
 Affairs; the lab runs one in the issuer's service for the drills, under its own root and
 its own policy, apart from the JPKI hierarchy.
 
-Keys sit in the issuer keystore (labels ``tsa-root-g1``, ``tsa-unit-<N>``; the signing
+Keys sit in the issuer keystore (labels ``tsa-root-g<N>``, ``tsa-unit-<N>``; the signing
 interface, never exported); the ``issuer_keys`` rows (purposes ``tsa-root`` and
 ``tsa-unit``) carry their certificates. A unit certificate is renewed when fewer than
 :data:`UNIT_RENEW_DAYS` remain. Each token granted is logged (audit action ``tsa.stamp``:
 serial, genTime, imprint), as a TSA must keep records of its tokens (ETSI EN 319 421 7.10).
 A unit can be revoked (:meth:`TimeStampAuthority.revoke_unit`; a new one takes over), with
 the time its key is known or suspected to have been compromised or otherwise invalid from
-(``invalid_since``, the entry's invalidityDate); the root's CRL
-(:meth:`TimeStampAuthority.crl`, ``GET /tsa/root.crl``) lists it, at the distribution point
-the unit certificates name. A key no duty needs any more (a revoked or retired unit's) is
-destroyed in the key store (:meth:`TimeStampAuthority.destroy_key`), its certificate kept in
-the registry (specs/issuer-keys.md, "A signer's key destroyed").
+(``invalid_since``, the entry's invalidityDate); its root's CRL
+(:meth:`TimeStampAuthority.crl`, ``GET /tsa/root.crl``, ``/tsa/root-gN.crl`` for generation N)
+lists it, at the distribution point the unit certificate names.
+
+The root rolls over (:meth:`TimeStampAuthority.rollover`, ``mcred tsa rollover``; by itself
+when fewer than :data:`ROOT_RENEW_DAYS` remain and a new unit is due, so that no unit is cut
+short by its root's end): a new generation ``tsa-root-gN`` with a new unit under it stamps at
+once; the older root certifies nothing more but keeps signing the CRL of the units it
+certified, at its own URL, until they have all expired (a relying party looks a unit up there
+for as long as it is valid). Relying parties trust every generation
+(:meth:`TimeStampAuthority.roots`, the current first), so tokens made before the rollover verify
+as those made after. A key no duty needs any more (a revoked or retired unit's, an older root's
+once its units have expired) is destroyed in the key store
+(:meth:`TimeStampAuthority.destroy_key`), its certificate kept in the registry
+(specs/issuer-keys.md, "A signer's key destroyed").
 """
 
 from __future__ import annotations
@@ -32,15 +42,17 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from issuer.db import AuditEvent, IssuerKey, utcnow
+from issuer.db import AuditEvent, IssuerKey, TsaRootCrl, utcnow
 from issuer.freshness import NEVER, Stamp
 from issuer.jpki.ca import random_serial
 from issuer.jpki.keys import as_private_key
 from issuer.key_destruction import (
     CaDutiesRemain,
+    KeyDestroyed,
     KeyDestructionRefused,
     KeyDestructionResult,
     SignerStillSigning,
@@ -61,6 +73,13 @@ POLICY = "2.25.44480586004203068099401053557132007331"
 ROOT_YEARS = 20
 UNIT_DAYS = 3 * 365
 UNIT_RENEW_DAYS = 90
+#: A root with fewer days than this left certifies no new unit: the next unit due (a renewal, a
+#: revoked unit's successor) comes with a new root generation (an automatic rollover), so that
+#: every unit has its full :data:`UNIT_DAYS` and none outlives its root. ``mcred doctor`` warns
+#: :data:`ROOT_NOTICE_DAYS` before, for the operator to roll over first and hand relying parties
+#: the new root.
+ROOT_RENEW_DAYS = UNIT_DAYS
+ROOT_NOTICE_DAYS = 180
 #: how long a process keeps its unit before reading the registry again (a revocation elsewhere);
 #: this and CRL_REMAKE_SECONDS are counted by the wall clock as well as the monotonic one
 #: (issuer.freshness: the monotonic clock stops while the machine is suspended)
@@ -69,10 +88,30 @@ UNIT_RECHECK_SECONDS = 30.0
 CRL_VALIDITY = dt.timedelta(days=1)
 #: how long a made CRL is served before it is made again (a revocation here remakes it at once)
 CRL_REMAKE_SECONDS = 60.0
+#: a root whose key was destroyed serves the CRL it signed last until this long before its
+#: nextUpdate, as a JPKI root generation's cached CRL is (``issuer.jpki.publication.REFRESH``)
+CRL_REFRESH = dt.timedelta(hours=1)
 ALGORITHM = "p256"
 ROOT_NAME = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
                        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "mcred lab"),
                        x509.NameAttribute(NameOID.COMMON_NAME, "mcred Time-Stamping Root")])
+
+
+def root_name(n: int) -> x509.Name:
+    """The subject of root generation ``n``: the first keeps the name it always had, a later
+    one says its generation (``mcred Time-Stamping Root G2``), so that no two roots share a
+    name (a validator that finds a CRL or an issuer by name first, as OpenSSL does, never
+    takes another generation's)."""
+    if n == 1:
+        return ROOT_NAME
+    return x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "mcred lab"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, f"mcred Time-Stamping Root G{n}")])
+
+
+def generation_of(label: str) -> int:
+    """The number of a TSA key's label: ``tsa-root-g2`` 2, ``tsa-unit-7`` 7."""
+    return int(label.rpartition("-")[2].lstrip("g"))
 
 
 def _unit_name(n: int) -> x509.Name:
@@ -92,7 +131,39 @@ PURPOSE_ROOT, PURPOSE_UNIT = "tsa-root", "tsa-unit"
 
 
 class UnknownTsaKey(TsaError):
-    """No key of the TSA answers to the label or serial given."""
+    """No key of the TSA answers to the label or serial given (a unit, a root generation)."""
+
+
+class TsaRootKeyDestroyed(KeyDestroyed):
+    """The key of an older TSA root was destroyed (its units had all expired): it signs no CRL
+    any more; the one it signed last was served until an hour before its nextUpdate."""
+
+
+@dataclass(frozen=True)
+class RootRollover:
+    """What a rollover of the TSA's root made: the new root generation and the unit it
+    certified, which stamps from now on; ``previous`` the root it retired (None: none was
+    there); ``crl`` the distribution point the new unit names (the new root's CRL);
+    ``automatic`` True when the TSA rolled over by itself (its root in its last
+    :data:`ROOT_RENEW_DAYS`)."""
+
+    root: str
+    serial: int
+    not_before: dt.datetime
+    not_after: dt.datetime
+    unit: str
+    unit_serial: int
+    unit_not_after: dt.datetime
+    previous: str | None
+    crl: str | None
+    automatic: bool = False
+
+    def to_json(self) -> dict:
+        """The answer of ``mcred tsa rollover --json`` and ``POST /trust/tsa-rollover``."""
+        return {"root": self.root, "serial": format(self.serial, "x"), "not_before": self.not_before.isoformat(),
+                "not_after": self.not_after.isoformat(), "unit": self.unit,
+                "unit_serial": format(self.unit_serial, "x"), "unit_not_after": self.unit_not_after.isoformat(),
+                "previous": self.previous, "crl": self.crl, "automatic": self.automatic}
 
 
 @dataclass(frozen=True)
@@ -111,6 +182,16 @@ class UnitRevocation:
     #: the destruction of its key that followed (``destroy_key``), or None: not asked
     key_destruction: KeyDestructionResult | None = None
 
+    def to_json(self) -> dict:
+        """The answer of ``mcred tsa revoke --json`` and ``POST /trust/tsa-revocations``: the
+        members that do not apply left out (``amended_from``, ``invalid_since``,
+        ``key_destroyed_at``)."""
+        gone = self.key_destruction
+        return {"unit": self.label, "serial": f"{self.serial:x}", "reason": self.reason, "changed": self.changed,
+                **({"amended_from": self.amended_from} if self.amended_from else {}),
+                **({"invalid_since": self.invalid_since.isoformat()} if self.invalid_since else {}),
+                **({"key_destroyed_at": gone.key_destroyed_at.isoformat()} if gone else {})}
+
 
 @dataclass
 class TimeStampAuthority:
@@ -120,56 +201,110 @@ class TimeStampAuthority:
     keystore: KeyStore
     clock: Callable[[], dt.datetime] = utcnow
     policy: str = POLICY
-    #: the CRL distribution point its unit certificates name (``<public URL>/tsa/root.crl``)
+    #: the CRL distribution point the units of the first root generation name (``<public
+    #: URL>/tsa/root.crl``); generation N's is the same with ``-gN`` before ``.crl``
+    #: (:meth:`crl_url_of`)
     crl_url: str | None = None
     _unit: tsp.TsaUnit | None = field(default=None, init=False, repr=False)
     _unit_read: Stamp = field(default=NEVER, init=False, repr=False)
-    _crl: tuple[bytes, Stamp, tuple] | None = field(default=None, init=False, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    #: per root label: the CRL made, when, and the revoked units it lists
+    _crls: dict[str, tuple[bytes, Stamp, tuple]] = field(default_factory=dict, init=False, repr=False)
+    #: per unit label: its certificate's authorityKeyIdentifier and serial (they never change)
+    _units_seen: dict[str, tuple[bytes, int]] = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
 
-    def _rows(self, purpose: str) -> list[IssuerKey]:
-        with self.sessions.begin() as s:
-            rows = s.scalars(select(IssuerKey).where(IssuerKey.purpose == purpose)
-                             .order_by(IssuerKey.created_at, IssuerKey.label)).all()
-            s.expunge_all()
-        return list(rows)
+    def crl_url_of(self, generation: int) -> str | None:
+        """The CRL distribution point of root generation ``generation``: :attr:`crl_url` for
+        the first (the URL its units always named), ``.../root-gN.crl`` for generation N (as
+        the IACA's generations have URLs of their own); None when no URL is configured."""
+        if self.crl_url is None:
+            return None
+        if generation == 1:
+            return self.crl_url
+        return f"{self.crl_url.removesuffix('.crl')}-g{generation}.crl"
+
+    def _rows(self, purpose: str, session: Session | None = None) -> list[IssuerKey]:
+        """The keys of ``purpose``, oldest generation first (by the number in the label, not
+        the creation time: a clock set back must not reorder them)."""
+        query = select(IssuerKey).where(IssuerKey.purpose == purpose)
+        if session is not None:
+            rows = session.scalars(query).all()
+        else:
+            with self.sessions.begin() as s:
+                rows = s.scalars(query).all()
+                s.expunge_all()
+        return sorted(rows, key=lambda r: generation_of(r.label))
 
     def roots(self) -> list[x509.Certificate]:
-        """Every time-stamping root (the relying party's TSA trust store), oldest first; the
-        first is created on first use."""
-        roots = [x509.load_der_x509_certificate(r.certificate) for r in self._rows("tsa-root")
-                 if r.certificate]
-        return roots or [self._create_root()]
+        """Every time-stamping root generation, the current first: what a relying party trusts
+        (``/tsa/root.pem``, ``mcred export tsa-root``). None leaves: a token made by a unit of
+        an older root is verified at its genTime for as long as the document it stamps is
+        kept, and needs that root then. The first is created on first use."""
+        rows = self._rows(PURPOSE_ROOT)
+        if not rows:
+            with self._lock:
+                self._first_root()
+            rows = self._rows(PURPOSE_ROOT)
+        return [x509.load_der_x509_certificate(r.certificate) for r in reversed(rows) if r.certificate]
 
     def root(self) -> x509.Certificate:
-        """The newest root."""
-        return self.roots()[-1]
+        """The current root: the newest generation."""
+        return self.roots()[0]
 
-    def _root(self) -> tuple[x509.Certificate, str]:
-        """The newest root and its key's label (made on first use)."""
-        self.roots()
-        row = self._rows("tsa-root")[-1]
-        return x509.load_der_x509_certificate(row.certificate), row.label
+    def root_of(self, generation: int | None = None) -> tuple[IssuerKey, x509.Certificate]:
+        """The registry row and certificate of root ``generation`` (None: the current one);
+        :class:`UnknownTsaKey` when there is no such generation."""
+        rows = self._rows(PURPOSE_ROOT)
+        if not rows and generation in (None, 1):
+            self.roots()
+            rows = self._rows(PURPOSE_ROOT)
+        row = rows[-1] if generation is None else next(
+            (r for r in rows if generation_of(r.label) == generation), None)
+        if row is None:
+            raise UnknownTsaKey(f"no TSA root generation {generation} (there are {len(rows)})")
+        return row, x509.load_der_x509_certificate(row.certificate)
 
-    def _create_root(self) -> x509.Certificate:
+    def _first_root(self) -> None:
+        """Root generation 1, made on first use (nothing when another process made it)."""
         now = self.clock()
-        label = "tsa-root-g1"
-        signer = (self.keystore.signer(label) if self.keystore.has(label)
-                  else self.keystore.create(label, ALGORITHM))
-        cert = build_tsa_root(name=ROOT_NAME, key=as_private_key(signer), serial=random_serial(),
+        try:
+            with self.sessions.begin() as s:
+                if self._rows(PURPOSE_ROOT, s):
+                    return
+                self._new_root(s, 1, now)
+                s.add(AuditEvent(actor="issuer", action="tsa.root.create", subject="tsa-root-g1", detail={}))
+        except IntegrityError:
+            pass  # another process made it: read it
+
+    def _new_root(self, s: Session, n: int, now: dt.datetime) -> tuple[IssuerKey, x509.Certificate]:
+        """Root generation ``n``: its key made in the key store (or the one a failed attempt
+        left there), its certificate self-signed, its row added to ``s``, the older roots
+        retired (``active`` false)."""
+        label = f"tsa-root-g{n}"
+        signer = self.keystore.signer(label) if self.keystore.has(label) else self.keystore.create(label, ALGORITHM)
+        cert = build_tsa_root(name=root_name(n), key=as_private_key(signer), serial=random_serial(),
                               not_before=now - dt.timedelta(minutes=5),
                               not_after=now + dt.timedelta(days=365 * ROOT_YEARS))
-        with self.sessions.begin() as s:
-            s.add(IssuerKey(label=label, purpose="tsa-root", algorithm=ALGORITHM,
-                            certificate=cert.public_bytes(Encoding.DER), active=True,
-                            created_at=now))
-            s.add(AuditEvent(actor="issuer", action="tsa.root.create", subject=label, detail={}))
-        return cert
+        for older in self._rows(PURPOSE_ROOT, s):
+            older.active = False
+        row = IssuerKey(label=label, purpose=PURPOSE_ROOT, algorithm=ALGORITHM,
+                        certificate=cert.public_bytes(Encoding.DER), active=True, created_at=now)
+        s.add(row)
+        s.flush()
+        return row, cert
+
+    @staticmethod
+    def _lock_roots(s: Session) -> None:
+        """Take the roots' rows for ``s`` (PostgreSQL: their row locks; SQLite: the write
+        lock), so that two processes do not both roll over, nor both make the next unit."""
+        s.execute(update(IssuerKey).where(IssuerKey.purpose == PURPOSE_ROOT)
+                  .values(active=IssuerKey.active).execution_options(synchronize_session=False))
 
     def unit(self) -> tsp.TsaUnit:
-        """The current TSA unit, created or renewed as needed; read again from the registry
-        every :data:`UNIT_RECHECK_SECONDS`, so that a unit revoked by another process stops
-        stamping here too."""
+        """The current TSA unit, created or renewed as needed (with a new root generation when
+        the current root is in its last :data:`ROOT_RENEW_DAYS`); read again from the registry
+        every :data:`UNIT_RECHECK_SECONDS`, so that a unit revoked, or a root rolled over, by
+        another process is seen here too."""
         now = self.clock()
         unit = self._unit
         if (unit is not None and self._unit_read.age(now) < UNIT_RECHECK_SECONDS
@@ -180,38 +315,113 @@ class TimeStampAuthority:
             self._unit_read = Stamp.now(now)
             return self._unit
 
+    @staticmethod
+    def _stamping(roots: list[IssuerKey], units: list[IssuerKey], now: dt.datetime
+                  ) -> tuple[IssuerKey, x509.Certificate, x509.Certificate] | None:
+        """The unit that stamps at ``now``, with its certificate and its root's: the newest
+        unit, when it is not revoked, has more than :data:`UNIT_RENEW_DAYS` left and was
+        certified by the current root. None: a new one is due. An older unit is never taken
+        up again (a retired unit's key may have been destroyed)."""
+        if not roots or not units:
+            return None
+        row = units[-1]
+        cert = x509.load_der_x509_certificate(row.certificate)
+        root = x509.load_der_x509_certificate(roots[-1].certificate)
+        if (row.revoked_at is None and cert.not_valid_after_utc - now > dt.timedelta(days=UNIT_RENEW_DAYS)
+                and authority_key_id(cert) == subject_key_id(root)):
+            return row, cert, root
+        return None
+
     def _load_or_create_unit(self, now: dt.datetime) -> tsp.TsaUnit:
-        root, root_label = self._root()
-        rows = self._rows("tsa-unit")
-        for row in reversed(rows):
-            cert = x509.load_der_x509_certificate(row.certificate)
-            if row.revoked_at is None and cert.not_valid_after_utc - now > dt.timedelta(days=UNIT_RENEW_DAYS):
+        found = self._stamping(self._rows(PURPOSE_ROOT), self._rows(PURPOSE_UNIT), now)
+        for _attempt in range(3):
+            if found is not None:
+                row, cert, root = found
                 if self._unit is not None and self._unit.certificate == cert:
                     return self._unit  # the same unit: keep its encoded parts (TsaUnit._parts)
                 return self._as_unit(row.label, cert, root)
-        n = len(rows) + 1
+            try:
+                with self.sessions.begin() as s:
+                    self._lock_roots(s)
+                    roots, units = self._rows(PURPOSE_ROOT, s), self._rows(PURPOSE_UNIT, s)
+                    found = self._stamping(roots, units, now)  # another process made it meanwhile
+                    if found is not None:
+                        continue
+                    if not roots:
+                        root_row, root = self._new_root(s, 1, now)
+                        s.add(AuditEvent(actor="issuer", action="tsa.root.create", subject=root_row.label, detail={}))
+                    else:
+                        root_row, root = roots[-1], x509.load_der_x509_certificate(roots[-1].certificate)
+                    if root.not_valid_after_utc - now < dt.timedelta(days=ROOT_RENEW_DAYS):
+                        found = self._roll(s, roots, now, actor="issuer", automatic=True)[1]
+                    else:
+                        row, cert = self._new_unit(s, len(units) + 1, root_row, root, now)
+                        found = (row, cert, root)
+            except IntegrityError:  # another process took the label: read what it made
+                found = self._stamping(self._rows(PURPOSE_ROOT), self._rows(PURPOSE_UNIT), now)
+        raise TsaError("no TSA unit could be made: other processes kept taking its label")
+
+    def _new_unit(self, s: Session, n: int, root_row: IssuerKey, root: x509.Certificate,
+                  now: dt.datetime) -> tuple[IssuerKey, x509.Certificate]:
+        """Unit ``n`` certified by ``root``: within the root's validity, naming the root's CRL;
+        its row and the audit event added to ``s``."""
         label = f"tsa-unit-{n}"
-        signer = (self.keystore.signer(label) if self.keystore.has(label)
-                  else self.keystore.create(label, ALGORITHM))
-        root_signer = self.keystore.signer(root_label)
+        signer = self.keystore.signer(label) if self.keystore.has(label) else self.keystore.create(label, ALGORITHM)
+        root_signer = self.keystore.signer(root_row.label)
         cert = build_tsa_unit(name=_unit_name(n), public_key=signer.public_key(), issuer=root,
                               issuer_key=as_private_key(root_signer), serial=random_serial(),
                               # not before its root: a root made on this first use, a clock
                               # read later (across a second), starts a little after now - 5 min
                               not_before=max(now - dt.timedelta(minutes=5), root.not_valid_before_utc),
-                              not_after=min(now + dt.timedelta(days=UNIT_DAYS),
-                                            root.not_valid_after_utc), crl_url=self.crl_url)
-        with self.sessions.begin() as s:
-            s.add(IssuerKey(label=label, purpose="tsa-unit", algorithm=ALGORITHM,
-                            certificate=cert.public_bytes(Encoding.DER), active=True,
-                            created_at=now))
-            s.add(AuditEvent(actor="issuer", action="tsa.unit.create", subject=label,
-                             detail={"serial": format(cert.serial_number, "x")}))
-        return self._as_unit(label, cert, root)
+                              not_after=min(now + dt.timedelta(days=UNIT_DAYS), root.not_valid_after_utc),
+                              crl_url=self.crl_url_of(generation_of(root_row.label)))
+        row = IssuerKey(label=label, purpose=PURPOSE_UNIT, algorithm=ALGORITHM,
+                        certificate=cert.public_bytes(Encoding.DER), active=True, created_at=now)
+        s.add(row)
+        s.add(AuditEvent(actor="issuer", action="tsa.unit.create", subject=label,
+                         detail={"serial": format(cert.serial_number, "x"), "root": root_row.label}))
+        s.flush()
+        return row, cert
 
     def _as_unit(self, label: str, cert: x509.Certificate, root: x509.Certificate) -> tsp.TsaUnit:
         return tsp.TsaUnit(certificate=cert, sign=self.keystore.signer(label).sign,
                            policy=self.policy, chain=(root,))
+
+    # -- the root's rollover -------------------------------------------------------------
+
+    def rollover(self, *, actor: str = "issuer") -> RootRollover:
+        """Roll the root over: a new generation ``tsa-root-gN`` (its key made in the key
+        store) and a new unit it certifies, which stamps from now on, in one transaction
+        (audited ``tsa.root.rollover``). The older root is retired, not revoked: it certifies
+        nothing more, and signs the CRL of the units it certified (at its own URL) until they
+        have all expired; their tokens verify as before under it. Its unit is retired too (none
+        is ever used again; its key may be destroyed). Relying parties need the new root
+        (:meth:`roots`) before they accept the new unit's tokens."""
+        now = self.clock()
+        with self._lock:
+            with self.sessions.begin() as s:
+                self._lock_roots(s)
+                done, _ = self._roll(s, self._rows(PURPOSE_ROOT, s), now, actor=actor, automatic=False)
+            self._unit, self._unit_read = None, NEVER
+        return done
+
+    def _roll(self, s: Session, roots: list[IssuerKey], now: dt.datetime, *, actor: str, automatic: bool
+              ) -> tuple[RootRollover, tuple[IssuerKey, x509.Certificate, x509.Certificate]]:
+        """:meth:`rollover`'s work in the transaction ``s`` (the roots' rows taken): what it
+        made, and the new unit's row, certificate and root certificate."""
+        previous = roots[-1].label if roots else None
+        n = generation_of(previous) + 1 if previous else 1
+        root_row, root = self._new_root(s, n, now)
+        units = self._rows(PURPOSE_UNIT, s)
+        unit_row, unit = self._new_unit(s, len(units) + 1, root_row, root, now)
+        done = RootRollover(root_row.label, root.serial_number, root.not_valid_before_utc, root.not_valid_after_utc,
+                            unit_row.label, unit.serial_number, unit.not_valid_after_utc, previous,
+                            self.crl_url_of(n), automatic)
+        s.add(AuditEvent(actor=actor, action="tsa.root.rollover", subject=root_row.label,
+                         detail={"serial": format(root.serial_number, "x"), "previous": previous,
+                                 "unit": unit_row.label, "unit_serial": format(unit.serial_number, "x"),
+                                 "not_after": root.not_valid_after_utc.isoformat(), "automatic": automatic}))
+        return done, (unit_row, unit, root)
 
     # -- revocation of a unit ------------------------------------------------------------
 
@@ -255,7 +465,7 @@ class TimeStampAuthority:
         if done.changed:
             with self._lock:
                 self._unit = None
-                self._crl = None
+                self._crls.clear()
         if destroy_key:  # committed: no rollback takes the revocation back with a failed destruction
             done = dataclasses.replace(done, key_destruction=self.destroy_key(done.label, actor=actor))
         return done
@@ -266,7 +476,7 @@ class TimeStampAuthority:
         rows = s.scalars(select(IssuerKey).where(IssuerKey.purpose == PURPOSE_UNIT).with_for_update()).all()
         row = _find(rows, which)
         if row is None:
-            raise TsaError(f"no TSA unit {which!r} (a label tsa-unit-N, or a serial in hex)")
+            raise UnknownTsaKey(f"no TSA unit {which!r} (a label tsa-unit-N, or a serial in hex)")
         serial = x509.load_der_x509_certificate(row.certificate).serial_number
         amended_from = None
         if row.revoked_at is not None:  # amended, or left as it is
@@ -308,37 +518,43 @@ class TimeStampAuthority:
     def key_duty(self, session: Session, row: IssuerKey, now: dt.datetime) -> KeyDestructionRefused | None:
         """Why the key of ``row`` may not be destroyed at ``now``, or None. A revoked unit's
         has no duty (nothing relies on a time-stamp it makes from now on), nor a retired one's
-        (a newer unit stamps: none is ever used again), nor any key past its certificate's
-        end. The unit stamping now (the newest not revoked) is refused, and so is the newest
-        root (it signs the CRL relying parties ask about every unit, and certifies the next
-        unit): :class:`SignerStillSigning`. An older root, while a unit it certified has not
-        expired (its CRL): :class:`CaDutiesRemain`."""
+        (a newer unit stamps, or a rollover retired its root: none is ever used again), nor any
+        key past its certificate's end. The unit stamping now (the newest, unless revoked) is
+        refused, and so is the current root (the newest generation: it signs the CRL on which
+        relying parties look up its units, and certifies the next unit):
+        :class:`SignerStillSigning`. An older root, while a unit it certified has not expired,
+        revoked or not (it signs their CRL, where a revoked one is listed to its end):
+        :class:`CaDutiesRemain`, ``until`` the last one's end."""
         cert = x509.load_der_x509_certificate(row.certificate)
         if row.revoked_at is not None or now >= cert.not_valid_after_utc:
             return None
-        rows = session.scalars(select(IssuerKey).where(IssuerKey.purpose == row.purpose)
-                               .order_by(IssuerKey.created_at, IssuerKey.label)).all()
+        rows = self._rows(row.purpose, session)
         if row.purpose == PURPOSE_UNIT:
-            current = next((r for r in reversed(rows) if r.revoked_at is None), None)
-            if current is not None and current.label == row.label:
+            if rows[-1].label == row.label:  # the newest, not revoked (above)
                 return SignerStillSigning(
                     f"the TSA unit {row.label} is the one stamping now: its key is needed; revoke it first "
                     f"(mcred tsa revoke {row.label} --reason superseded: a new unit takes over)")
             return None
+        where = self._crl_path(generation_of(row.label))
         if rows[-1].label == row.label:
             return SignerStillSigning(
-                f"the TSA root {row.label} is the current one: it signs the CRL (/tsa/root.crl) on which relying "
-                "parties look up every unit, and certifies the next unit; its key is needed while the TSA runs")
-        units = [x509.load_der_x509_certificate(r.certificate) for r in session.scalars(
-            select(IssuerKey).where(IssuerKey.purpose == PURPOSE_UNIT))]
+                f"the TSA root {row.label} is the current one: it signs the CRL ({where}) on which relying "
+                "parties look up its units, and certifies the next unit; its key is needed while it is current "
+                "(mcred tsa rollover makes the next generation)")
+        units = [x509.load_der_x509_certificate(r.certificate) for r in self._rows(PURPOSE_UNIT, session)]
         valid = [u for u in units if authority_key_id(u) == subject_key_id(cert) and now < u.not_valid_after_utc]
         if not valid:
             return None
         until = max(u.not_valid_after_utc for u in valid)
         return CaDutiesRemain(
             f"the TSA root {row.label} is retired and still certifies {len(valid)} unit(s) that have not expired "
-            f"(the last ends {until:%Y-%m-%d %H:%M} UTC): relying parties look them up on its CRL; its key may be "
-            "destroyed after that", until=until)
+            f"(the last ends {until:%Y-%m-%d %H:%M} UTC): relying parties look them up on its CRL ({where}); its "
+            "key may be destroyed after that", until=until)
+
+    @staticmethod
+    def _crl_path(generation: int) -> str:
+        """Where root generation ``generation``'s CRL is served (the path under the public URL)."""
+        return "/tsa/root.crl" if generation == 1 else f"/tsa/root-g{generation}.crl"
 
     def destroy_key(self, which: str, *, actor: str = "issuer") -> KeyDestructionResult:
         """Destroy the private key of the TSA key ``which`` names (:meth:`key_row`) in the key
@@ -359,43 +575,90 @@ class TimeStampAuthority:
             done = destroy_and_record(s, self.keystore, row, now, actor=actor, action="tsa.key.destroy")
         with self._lock:
             self._unit = None
+            self._crls.pop(row.label, None)  # a root's: served from the registry from now on
         return done
 
-    def crl(self) -> bytes:
-        """The root's CRL (DER): every revoked unit with its time and reason; cRLNumber the
-        time in seconds (it only grows), nextUpdate a day later. Made again when the revoked
-        units in the registry are not those it lists (a revocation or an amendment by any
-        process on the database: one small read a request, so that a keyCompromise reaches
-        every worker's CRL at once, where each kept its own for up to a minute), or when
-        :data:`CRL_REMAKE_SECONDS` have passed, by the monotonic clock or by the wall clock
-        (after a suspend the monotonic one has not counted the night, and a CRL kept by it
-        alone was served past its nextUpdate). A public route must not sign on every request."""
+    def crl(self, generation: int | None = None) -> bytes:
+        """The CRL (DER) of root ``generation`` (None: the current root): every revoked unit it
+        certified, with its time, reason and invalidity date; cRLNumber above the one it
+        signed last and at least the time in seconds (it only grows), nextUpdate a day later.
+        Made again when the revoked units in the registry are not those it lists (a revocation
+        or an amendment by any process on the database: one small read a request, so that a
+        keyCompromise reaches every worker's CRL at once, where each kept its own for up to a
+        minute), or when :data:`CRL_REMAKE_SECONDS` have passed, by the monotonic clock or by
+        the wall clock (after a suspend the monotonic one has not counted the night, and a CRL
+        kept by it alone was served past its nextUpdate). A public route must not sign on
+        every request. Each CRL signed is kept in the registry (``tsa_root_crls``): a root
+        whose key was destroyed (its units all expired) serves the one it signed last until
+        :data:`CRL_REFRESH` before its nextUpdate, then :class:`TsaRootKeyDestroyed`.
+        :class:`UnknownTsaKey` for a generation there is not."""
         now = self.clock()
-        listed = self._revoked_units()
-        cached = self._crl
+        row, root = self.root_of(generation)
+        if row.key_destroyed_at is not None:
+            return self._last_signed(row, now)
+        listed = self._revoked_units(root)
+        cached = self._crls.get(row.label)
         if cached is not None and cached[2] == listed and cached[1].age(now) < CRL_REMAKE_SECONDS:
             return cached[0]
-        der = self._make_crl(now)
-        self._crl = (der, Stamp.now(now), listed)
+        der = self._make_crl(row, root, listed, now)
+        self._crls[row.label] = (der, Stamp.now(now), listed)
         return der
 
-    def _revoked_units(self) -> tuple:
-        """What the root's CRL lists, as the registry has it now: each revoked unit's label,
-        time, reason and invalidity date."""
+    def _revoked_units(self, root: x509.Certificate) -> tuple:
+        """What ``root``'s CRL lists, as the registry has it now: each revoked unit it
+        certified, its label, serial, time, reason and invalidity date."""
         with self.sessions.begin() as s:
-            return tuple(tuple(r) for r in s.execute(
-                select(IssuerKey.label, IssuerKey.revoked_at, IssuerKey.revocation_reason, IssuerKey.invalid_since)
-                .where(IssuerKey.purpose == "tsa-unit", IssuerKey.revoked_at.is_not(None))
-                .order_by(IssuerKey.label)))
+            rows = s.execute(select(IssuerKey.label, IssuerKey.certificate, IssuerKey.revoked_at,
+                                    IssuerKey.revocation_reason, IssuerKey.invalid_since)
+                             .where(IssuerKey.purpose == PURPOSE_UNIT, IssuerKey.revoked_at.is_not(None))
+                             .order_by(IssuerKey.label)).all()
+        ski, out = subject_key_id(root), []
+        for label, der, revoked_at, reason, since in rows:
+            seen = self._units_seen.get(label)
+            if seen is None:
+                cert = x509.load_der_x509_certificate(der)
+                seen = self._units_seen[label] = (authority_key_id(cert), cert.serial_number)
+            if seen[0] == ski:
+                out.append((label, seen[1], revoked_at, reason, since))
+        return tuple(out)
 
-    def _make_crl(self, now: dt.datetime) -> bytes:
-        root, root_label = self._root()
-        revoked = [Revoked(x509.load_der_x509_certificate(r.certificate).serial_number, r.revoked_at,
-                           r.revocation_reason or "unspecified", r.invalid_since)
-                   for r in self._rows("tsa-unit") if r.revoked_at is not None]
-        builder = crl_builder(root, number=int(now.timestamp()), this_update=now,
-                              next_update=CRL_VALIDITY, revoked=revoked)
-        return self.keystore.signer(root_label).sign_crl(builder).public_bytes(Encoding.DER)
+    def _make_crl(self, row: IssuerKey, root: x509.Certificate, listed: tuple, now: dt.datetime) -> bytes:
+        """Sign ``root``'s CRL of the units ``listed`` (:meth:`_revoked_units`) and keep it
+        (``tsa_root_crls``), its number above the one kept, under that row's lock."""
+        revoked = [Revoked(serial, at, reason or "unspecified", since) for _label, serial, at, reason, since in listed]
+        for _attempt in range(3):
+            try:
+                with self.sessions.begin() as s:
+                    s.execute(update(TsaRootCrl).where(TsaRootCrl.root_label == row.label)
+                              .values(crl_number=TsaRootCrl.crl_number).execution_options(synchronize_session=False))
+                    kept = s.get(TsaRootCrl, row.label, with_for_update=True, populate_existing=True)
+                    this_update = now.astimezone(dt.UTC).replace(microsecond=0)
+                    number = max(kept.crl_number + 1 if kept else 1, int(this_update.timestamp()))
+                    builder = crl_builder(root, number=number, this_update=this_update,
+                                          next_update=CRL_VALIDITY, revoked=revoked)
+                    der = self.keystore.signer(row.label).sign_crl(builder).public_bytes(Encoding.DER)
+                    if kept is None:
+                        kept = TsaRootCrl(root_label=row.label)
+                        s.add(kept)
+                    kept.crl_number, kept.body = number, der
+                    kept.this_update, kept.next_update = this_update, this_update + CRL_VALIDITY
+                return der
+            except IntegrityError:
+                continue  # another process kept the first CRL of this root meanwhile: go again
+        raise TsaError(f"the CRL of {row.label} could not be kept: other processes kept taking its row")
+
+    def _last_signed(self, row: IssuerKey, now: dt.datetime) -> bytes:
+        """The CRL root ``row`` signed last, while more than :data:`CRL_REFRESH` remains before
+        its nextUpdate: its key was destroyed, nothing can sign another."""
+        with self.sessions.begin() as s:
+            kept = s.get(TsaRootCrl, row.label)
+            due = kept.next_update if kept is not None else None
+            if due is not None and due - now > CRL_REFRESH:
+                return kept.body
+        raise TsaRootKeyDestroyed(
+            f"the key of the TSA root {row.label} was destroyed at {row.key_destroyed_at:%Y-%m-%d %H:%M:%S} UTC "
+            "(every unit it certified had expired): it signs no CRL any more"
+            + (f"; the one it signed last is due at {due:%Y-%m-%d %H:%M:%S} UTC" if due else ""))
 
     def respond(self, der: bytes) -> bytes:
         """A DER TimeStampResp for a DER TimeStampReq: granted, logged, or refused with the

@@ -920,6 +920,42 @@ class IacaRevocation(SignerRevocation):
     affected_phones: list[str] = Field(description="the phones holding those mdocs (POST /mdoc-reissues)")
 
 
+class TsaRollover(_Closed):
+    """The time-stamping authority's root rolled over: the new root generation and the unit it
+    certified, which stamps from now on (as ``mcred tsa rollover --json``)."""
+
+    root: str = Field(pattern=r"^tsa-root-g[1-9][0-9]*$", description="the root now current (tsa-root-gN)")
+    serial: str = Field(pattern="^[0-9a-f]+$", description="its certificate serial, hex")
+    not_before: str = Field(json_schema_extra=_DATE_TIME)
+    not_after: str = Field(json_schema_extra=_DATE_TIME)
+    unit: str = Field(pattern=r"^tsa-unit-[1-9][0-9]*$", description="the unit it certified, stamping from now on")
+    unit_serial: str = Field(pattern="^[0-9a-f]+$", description="the unit's certificate serial, hex")
+    unit_not_after: str = Field(json_schema_extra=_DATE_TIME, description="the unit's end (never after its root's)")
+    previous: str | None = Field(description="the root it retired: it signs the CRL of its units until they have "
+                                             "all expired (null: there was none)")
+    crl: str | None = Field(description="the CRL distribution point the new unit names (/tsa/root-gN.crl under the "
+                                        "public URL); null when the TSA has no public URL")
+    automatic: bool = Field(description="false: asked for (true only for the rollover the TSA makes by itself in its "
+                                        "root's last years)")
+
+
+class TsaRevocation(_Closed):
+    """A TSA unit after its revocation (as ``mcred tsa revoke --json``): ``changed`` false when it
+    was revoked already with nothing to amend; the members that do not apply are absent."""
+
+    unit: str = Field(pattern=r"^tsa-unit-[1-9][0-9]*$")
+    serial: str = Field(pattern="^[0-9a-f]+$", description="its certificate serial, hex")
+    reason: str = Field(description="its revocation reason now (RFC 5280 5.3.1 name)")
+    changed: bool
+    amended_from: str | SkipJsonSchema[None] = Field(None, description=(
+        "the reason it had when this call amended its revocation (to keyCompromise, or to an earlier invalidity "
+        "date)"))
+    invalid_since: str | SkipJsonSchema[None] = Field(None, json_schema_extra=_DATE_TIME, description=(
+        "its invalidity date now (its root CRL entry's invalidityDate)"))
+    key_destroyed_at: str | SkipJsonSchema[None] = Field(None, json_schema_extra=_DATE_TIME, description=(
+        "when its private key was destroyed (destroy_key)"))
+
+
 class KeyDestruction(_Closed):
     """A key of the issuer (an mdoc signer, a JPKI root generation or OCSP responder, a TSA
     unit or root; never the key itself) whose private key was destroyed: now, or before

@@ -84,6 +84,8 @@ from mcred.api_models import (
     RenewJob,
     SignerRevocation,
     StatusChanges,
+    TsaRevocation,
+    TsaRollover,
     TsmAbandonJob,
     TsmAuditRecords,
     TsmJobAbandoned,
@@ -439,6 +441,31 @@ class KeyDestructionRequest(_Body):
     signer: str = Field(min_length=1, max_length=SIGNER_NAME_MAX, pattern=SIGNER_NAME_PATTERN)
 
 
+class TsaRevocationRequest(_Body):
+    #: The TSA unit: its label (``tsa-unit-2``) or certificate serial in hex, in the forms
+    #: ``mcred tsa revoke`` takes.
+    unit: str = Field(min_length=1, max_length=SIGNER_NAME_MAX, pattern=SIGNER_NAME_PATTERN)
+    #: keyCompromise: relying parties rely on none of its time-stamps any more; another reason:
+    #: on none made from its revocation (or invalid_since) on.
+    reason: Literal["keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged",
+                    "privilegeWithdrawn", "cACompromise", "unspecified"]
+    invalid_since: AwareDatetime | None = Field(None, description=(
+        "since when its key is known or suspected to have been compromised, or the unit otherwise invalid (its "
+        "clock out of its accuracy, say): the CRL entry's invalidityDate (RFC 5280 5.3.2), an RFC 3339 instant with "
+        "its offset, not after now (400 signer-revocation-refused); relying parties then refuse its time-stamps "
+        "made from then on. One with no offset, or no date-time string, is 422 naming body.invalid_since"))
+    #: Destroy its private key once the revocation is committed (POST /trust/key-destructions):
+    #: ``key_destroyed_at`` in the answer.
+    destroy_key: bool = False
+
+    @field_validator("invalid_since", mode="before")
+    @classmethod
+    def _a_string(cls, value: object) -> object:
+        if value is not None and not isinstance(value, str):  # pydantic takes a number as a Unix time
+            raise ValueError("give an RFC 3339 date-time string with its offset (2026-12-01T09:00:00+09:00)")
+        return value
+
+
 class ReissueRequest(_Reaches):
     #: The signer taken out of use whose mdocs are replaced: a document signer (label or
     #: serial) or an IACA (number, label or serial).
@@ -661,6 +688,8 @@ _HOLDER_WORKFLOW_REFUSALS = refusals(
     (problems.WORKFLOW_BUSY, "another run took the workflow just recorded (its id given to POST "
                              "/handovers/{id}/run before this job was handed it)"))
 _SIGNER_KEY_REFUSALS = refusals(problems.MDOC_KEYS_MISSING, problems.KEYSTORE_ERROR, problems.KEY_NOT_FOUND)
+#: What a route that makes or destroys a TSA key may answer besides its own: the key store.
+_TSA_KEY_REFUSALS = refusals(problems.KEYSTORE_ERROR, problems.KEY_NOT_FOUND)
 _SIGNER_REVOCATION_REFUSALS = merge(refusals(problems.UNKNOWN_SIGNER, problems.SIGNER_REVOCATION_REFUSED),
                                     _SIGNER_KEY_REFUSALS)
 
@@ -1897,6 +1926,31 @@ def operator_router(ctx: Context) -> APIRouter:
         svc = mdoc_service(ctx)
         svc.setup()
         return svc.revoke_iaca(body.iaca, body.reason, actor=_actor(request), destroy_key=body.destroy_key).to_json()
+
+    @router.post("/trust/tsa-rollover", summary="Roll the time-stamping authority's root over: a new root "
+                 "generation and a unit it certifies, stamping from now on; the older root keeps signing the CRL of "
+                 "its units until they have all expired (relying parties need the new root, /tsa/root.pem, before "
+                 "they accept its unit's time-stamps)", **typed(TsaRollover, _TSA_KEY_REFUSALS))
+    def tsa_rollover(request: Request) -> dict[str, Any]:
+        from mcred.timestamps import time_stamp_authority
+
+        return time_stamp_authority(ctx).rollover(actor=_actor(request)).to_json()
+
+    @router.post("/trust/tsa-revocations", summary="Revoke a TSA unit: its root's CRL lists it, a new unit stamps "
+                 "from now on (as mcred tsa revoke)", **typed(TsaRevocation, merge(refusals(
+                     (problems.UNKNOWN_SIGNER, "no TSA unit of that label or serial"),
+                     (problems.SIGNER_REVOCATION_REFUSED, "an invalid_since after now")), _TSA_KEY_REFUSALS)))
+    def tsa_revocation(body: TsaRevocationRequest, request: Request) -> dict[str, Any]:
+        from issuer.revocation import InvalidSinceRefused
+        from mcred.timestamps import time_stamp_authority
+
+        try:
+            done = time_stamp_authority(ctx).revoke_unit_detail(
+                body.unit, body.reason, actor=_actor(request), invalid_since=body.invalid_since,
+                destroy_key=body.destroy_key)
+        except InvalidSinceRefused as exc:
+            raise ProblemException(problems.SIGNER_REVOCATION_REFUSED, str(exc)) from None
+        return done.to_json()
 
     @router.post("/trust/key-destructions", summary="Destroy the private key of an issuer key no duty needs any "
                  "more: an mdoc signer (a revoked one, whatever the reason, or one whose duties have all ended), "

@@ -390,41 +390,67 @@ def _first_contact(ctx) -> Finding:  # noqa: ANN001
                    enables)
 
 
-def _tsa(ctx) -> Finding:  # noqa: ANN001
+def _tsa(ctx, now=None) -> Finding:  # noqa: ANN001
     """The installation's time-stamping authority, from the registry only (nothing made
     here): its current unit, whether that unit names the CRL relying parties check, how
-    many units were revoked and how many tokens were stamped."""
+    many units were revoked and how many tokens were stamped, and its current root: a warning
+    from :data:`issuer.tsa.ROOT_NOTICE_DAYS` before the TSA would roll the root over by itself
+    (its last :data:`issuer.tsa.ROOT_RENEW_DAYS`), naming the rollover and the roots to hand
+    out (specs/issuer-keys.md, "The TSA's root")."""
+    import datetime as dt
+
     from cryptography import x509
     from sqlalchemy import func, select
 
     from issuer.db import AuditEvent, IssuerKey
+    from issuer.tsa import (
+        PURPOSE_ROOT,
+        PURPOSE_UNIT,
+        ROOT_NOTICE_DAYS,
+        ROOT_RENEW_DAYS,
+        generation_of,
+    )
     from protocols.certs import crl_url
 
     enables = "signature time-stamps (mcred jpki sign --timestamp, POST /tsa, PAdES B-T/B-LT/B-LTA)"
+    now = now or dt.datetime.now(dt.UTC)
     try:
         with ctx.sessions() as s:
-            units = s.scalars(select(IssuerKey).where(IssuerKey.purpose == "tsa-unit")
-                              .order_by(IssuerKey.created_at)).all()
-            has_root = s.scalar(select(func.count()).select_from(IssuerKey).where(IssuerKey.purpose == "tsa-root"))
+            units = sorted(s.scalars(select(IssuerKey).where(IssuerKey.purpose == PURPOSE_UNIT)).all(),
+                           key=lambda r: generation_of(r.label))
+            roots = sorted(s.scalars(select(IssuerKey).where(IssuerKey.purpose == PURPOSE_ROOT)).all(),
+                           key=lambda r: generation_of(r.label))
             stamped = s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "tsa.stamp"))
-            current = next((u for u in reversed(units) if u.revoked_at is None), None)
+            current = units[-1] if units and units[-1].revoked_at is None else None  # the one stamping
             revoked = sum(1 for u in units if u.revoked_at is not None)
             cert = x509.load_der_x509_certificate(current.certificate) if current is not None else None
             label = current.label if current is not None else None
+            root = x509.load_der_x509_certificate(roots[-1].certificate) if roots else None
+            root_label = roots[-1].label if roots else None
     except Exception as exc:  # noqa: BLE001 - reported (the database finding says why)
         return Finding("time-stamping authority", False, f"cannot read the registry: {type(exc).__name__}",
                        enables, "see the database finding")
-    if not has_root or cert is None:
+    if root is None or (cert is None and not units):
         return Finding("time-stamping authority", True, "not made yet: its root and unit are made on first use",
                        enables)
-    where = crl_url(cert)
-    detail = (f"{label} valid until {cert.not_valid_after_utc.date().isoformat()}, "
-              + (f"its revocation at {where}" if where else "naming no CRL")
-              + f"; {revoked} unit(s) revoked, {stamped} token(s) stamped")
-    if where is None:
+    where = crl_url(cert) if cert is not None else None
+    rolls = root.not_valid_after_utc - dt.timedelta(days=ROOT_RENEW_DAYS)
+    detail = ((f"{label} valid until {cert.not_valid_after_utc.date().isoformat()}, "
+               + (f"its revocation at {where}" if where else "naming no CRL")) if cert is not None
+              else "no unit stamping now (the next time-stamp makes one)")
+    detail += (f"; {revoked} unit(s) revoked, {stamped} token(s) stamped; root {root_label} valid until "
+               f"{root.not_valid_after_utc.date().isoformat()} ({len(roots)} generation(s))")
+    if cert is not None and where is None:
         return Finding("time-stamping authority", False, detail, enables,
                        f"relying parties cannot learn of {label}'s revocation: mcred tsa revoke {label} "
                        "--reason superseded (the next unit names the root's CRL)")
+    if rolls - now < dt.timedelta(days=ROOT_NOTICE_DAYS):
+        when = ("the next unit due comes with a new root" if rolls <= now
+                else f"from {rolls.date().isoformat()} the next unit due comes with a new root")
+        return Finding("time-stamping authority", False,
+                       f"{detail}; {when}, whose time-stamps relying parties refuse until they hold it", enables,
+                       "mcred tsa rollover now, then give relying parties the roots (mcred export tsa-root --out "
+                       "tsa-root.pem, GET /tsa/root.pem)")
     return Finding("time-stamping authority", True, detail, enables)
 
 

@@ -980,14 +980,16 @@ def export_root(slot: str = typer.Option("sign", "--slot", help="sign (signing c
 
 @export_app.command("tsa-root")
 def export_tsa_root(out: Path = typer.Option(..., "--out", callback=out_path)) -> None:
-    """The time-stamping root of this installation's TSA (PEM or DER by extension; .pem holds
-    every generation): what a relying party trusts for signature time-stamps."""
+    """The time-stamping roots of this installation's TSA (PEM or DER by extension; .pem holds
+    every generation, the current first, so that tokens made under an older root before a
+    rollover (mcred tsa rollover) verify as well as new ones; .der the current one): what a
+    relying party trusts for signature time-stamps."""
     roots = _tsa().roots()
     if out.suffix.lower() == ".pem":
         out.write_bytes(b"".join(r.public_bytes(Encoding.PEM) for r in roots))
         typer.echo(f"wrote {out} ({len(roots)} root generation(s))")
     else:
-        _write(out, roots[-1].public_bytes(Encoding.DER), "cert")
+        _write(out, roots[0].public_bytes(Encoding.DER), "cert")
 
 
 @export_app.command("jpki-cert")

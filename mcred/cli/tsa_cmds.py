@@ -1,10 +1,11 @@
-"""``mcred tsa stamp|verify|log|revoke``: the time-stamping authority from the command line (RFC 3161).
+"""``mcred tsa stamp|verify|log|revoke|rollover``: the time-stamping authority from the command line (RFC 3161).
 
 ``stamp`` asks a TSA (this installation's, or one at ``--url``) for a token over a file and
 writes the TimeStampResp as ``openssl ts`` writes it (``.tsr``); ``verify`` checks a reply
 or token against a file and the time-stamping roots; ``log`` lists what this installation's
 TSA stamped (its audit rows), to answer "did we issue this token?"; ``revoke`` takes a TSA
-unit out of service (its root's CRL lists it); ``key destroy`` destroys a key no duty needs.
+unit out of service (its root's CRL lists it); ``rollover`` starts a new root generation with a
+new unit; ``key destroy`` destroys a key no duty needs.
 """
 
 from __future__ import annotations
@@ -172,7 +173,8 @@ def revoke(unit: str = typer.Argument(..., help="the unit: its label (tsa-unit-N
                                         "\"changed\"[, \"amended_from\"][, \"invalid_since\"][, "
                                         "\"key_destroyed_at\"]}: changed false when it was revoked already with "
                                         "nothing to amend; reason the unit's reason now.")) -> None:
-    """Revoke a TSA unit: the root's CRL (/tsa/root.crl) lists it, a new unit stamps from now
+    """Revoke a TSA unit: its root's CRL (/tsa/root.crl, /tsa/root-gN.crl for a unit of root
+    generation N) lists it, a new unit stamps from now
     on. Relying parties refuse its time-stamps made at or after the revocation (or its
     --invalid-since, when earlier), and all of them for keyCompromise. A unit revoked already
     is amended: keyCompromise replaces another reason, and an --invalid-since earlier than the
@@ -195,11 +197,7 @@ def revoke(unit: str = typer.Argument(..., help="the unit: its label (tsa-unit-N
                     as_json) from None
     gone = done.key_destruction
     if as_json:
-        typer.echo(json.dumps({"unit": done.label, "serial": f"{done.serial:x}", "reason": done.reason,
-                               "changed": done.changed,
-                               **({"amended_from": done.amended_from} if done.amended_from else {}),
-                               **({"invalid_since": done.invalid_since.isoformat()} if done.invalid_since else {}),
-                               **({"key_destroyed_at": gone.key_destroyed_at.isoformat()} if gone else {})}))
+        typer.echo(json.dumps(done.to_json()))
         return
     now = f"{done.reason}, invalid since {done.invalid_since.isoformat()}" if done.invalid_since else done.reason
     said = (f"revoked ({done.amended_from}) -> revoked ({now}), amended" if done.amended_from
@@ -207,6 +205,36 @@ def revoke(unit: str = typer.Argument(..., help="the unit: its label (tsa-unit-N
     typer.echo(f"{done.label} (serial {done.serial:x}): {said}")
     if gone is not None:
         typer.echo(key_destruction_line(gone))
+
+
+@tsa_app.command("rollover")
+def rollover(as_json: bool = typer.Option(False, "--json", help="Print {\"root\", \"serial\", \"not_before\", "
+                                          "\"not_after\", \"unit\", \"unit_serial\", \"unit_not_after\", "
+                                          "\"previous\", \"crl\", \"automatic\"}: the new root generation, "
+                                          "the unit it certified, the root it retired.")) -> None:
+    """Roll the TSA's root over: a new root generation (tsa-root-gN, its key made in the key
+    store) and a new unit under it, which stamps from now on (audited tsa.root.rollover). The
+    older root is retired, not revoked: it certifies nothing more, and signs the CRL of the
+    units it certified (at its own URL, /tsa/root.crl or /tsa/root-gN.crl) until they have all
+    expired; their time-stamps verify as before. Hand relying parties the roots again
+    (mcred export tsa-root --out tsa-root.pem, GET /tsa/root.pem: every generation, the new
+    one first): they refuse the new unit's time-stamps until they hold its root. The TSA
+    rolls over by itself when a new unit is due in its root's last three years."""
+    from issuer.keystore import KeyStoreError
+
+    try:
+        done = _authority().rollover(actor=cli_actor())
+    except KeyStoreError as exc:
+        raise _fail(f"the key store could not make the new root's key: {exc}", 2, as_json) from None
+    if as_json:
+        typer.echo(json.dumps(done.to_json(), ensure_ascii=False))
+        return
+    typer.echo(f"{done.root} (serial {done.serial:x}) is the TSA's root from now on, valid until "
+               f"{done.not_after.date().isoformat()}; {done.unit} (serial {done.unit_serial:x}) stamps under it"
+               + (f", its revocation at {done.crl}" if done.crl else ""))
+    if done.previous:
+        typer.echo(f"{done.previous} is retired: it signs the CRL of its units until they expire")
+    typer.echo("relying parties need the new root: mcred export tsa-root --out tsa-root.pem (or GET /tsa/root.pem)")
 
 
 key_app = typer.Typer(help="The TSA's private keys: destroy one no duty needs (specs/issuer-keys.md).",
