@@ -24,7 +24,14 @@ from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 from sqlalchemy import select
 from sqlalchemy.orm import defer
 
@@ -119,6 +126,17 @@ PASSWORD_RULE = ("signing password (never stored): required when the holder gets
                  "from then POST /sign-issuances adds the certificate and its password to the phone")
 
 
+def _rfc3339_string(value: object) -> object:
+    if value is not None and not isinstance(value, str):  # pydantic takes a number as a Unix time
+        raise ValueError("give an RFC 3339 date-time string with its offset (2026-12-01T09:00:00+09:00)")
+    return value
+
+
+#: An ``invalid_since`` member (RFC 5280 invalidityDate): an RFC 3339 instant with its offset,
+#: given as a string (not a number, which pydantic would take as a Unix time).
+InvalidSince = Annotated[AwareDatetime | None, BeforeValidator(_rfc3339_string)]
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -184,20 +202,13 @@ class RevocationRequest(_Body):
     phone_id: str = Field(pattern=PHONE_ID_PATTERN)
     reason: Reason
     credential: CredentialSel = "all"
-    invalid_since: AwareDatetime | None = Field(None, description=(
+    invalid_since: InvalidSince = Field(None, description=(
         "since when the key is known or suspected to have been compromised (RFC 5280 5.3.2 invalidityDate; a "
         "keyCompromise's compromise time), an RFC 3339 instant with its offset: each credential revoked records "
         "it (GET /credentials invalid_since) and a JPKI certificate's CRL entry and OCSP answer carry it, so a "
         "relying party refuses a signature time-stamped after it. A credential on hold keeps the earlier of it and "
         "the hold's time. Any reason but certificateHold (400 revocation-refused, as a time after the "
         "revocation's); one with no offset, or no date-time string, is 422 naming body.invalid_since"))
-
-    @field_validator("invalid_since", mode="before")
-    @classmethod
-    def _a_string(cls, value: object) -> object:
-        if value is not None and not isinstance(value, str):  # pydantic takes a number as a Unix time
-            raise ValueError("give an RFC 3339 date-time string with its offset (2026-12-01T09:00:00+09:00)")
-        return value
 
 
 class HoldRequest(_Body):
@@ -449,7 +460,7 @@ class TsaRevocationRequest(_Body):
     #: on none made from its revocation (or invalid_since) on.
     reason: Literal["keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged",
                     "privilegeWithdrawn", "cACompromise", "unspecified"]
-    invalid_since: AwareDatetime | None = Field(None, description=(
+    invalid_since: InvalidSince = Field(None, description=(
         "since when its key is known or suspected to have been compromised, or the unit otherwise invalid (its "
         "clock out of its accuracy, say): the CRL entry's invalidityDate (RFC 5280 5.3.2), an RFC 3339 instant with "
         "its offset, not after now (400 signer-revocation-refused); relying parties then refuse its time-stamps "
@@ -457,13 +468,6 @@ class TsaRevocationRequest(_Body):
     #: Destroy its private key once the revocation is committed (POST /trust/key-destructions):
     #: ``key_destroyed_at`` in the answer.
     destroy_key: bool = False
-
-    @field_validator("invalid_since", mode="before")
-    @classmethod
-    def _a_string(cls, value: object) -> object:
-        if value is not None and not isinstance(value, str):  # pydantic takes a number as a Unix time
-            raise ValueError("give an RFC 3339 date-time string with its offset (2026-12-01T09:00:00+09:00)")
-        return value
 
 
 class ReissueRequest(_Reaches):

@@ -557,6 +557,24 @@ def _holder(env: Env, i: int, tag: str) -> Any:
     return parse_holder(dict(HOLDER, address=f"{HOLDER['address']} {env.run_tag}-{tag}-{i}"))
 
 
+def _presented_subjects(env: Env, report: DrillReport, workers: int,
+                        tag: str) -> list[tuple[SubjectReport, ProvisionResult, tuple[bytes, Any]]]:
+    """``report.phones`` new subjects (:func:`_new_subject`), ``workers`` at a time, each
+    presenting once and that presentation accepted: each one's report, provisioning and the
+    presentation captured (the response and its session transcript)."""
+
+    def setup(i: int) -> tuple[SubjectReport, ProvisionResult, tuple[bytes, Any]]:
+        rep = SubjectReport(phone="")
+        r = _new_subject(env, rep, i, tag)
+        response, st = rep.timed("present (valid)", lambda: env.present(r.phone_id))
+        ok, why = env.reader_verdict(response, st)
+        _require(ok, f"{r.phone_id}: fresh presentation refused: {why}")
+        return rep, r, (response, st)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(setup, range(1, report.phones + 1)))
+
+
 def _new_subject(env: Env, rep: SubjectReport, i: int, tag: str) -> ProvisionResult:
     pid = env.ctx.new_phone()
     rep.phone = pid
@@ -1180,16 +1198,7 @@ def _iaca_rollover(env: Env, report: DrillReport, workers: int,
     it before refuses the new ones on the chain: why the staging comes first."""
     svc = mdoc_service(env.ctx)
 
-    def setup(i: int) -> tuple[SubjectReport, ProvisionResult, tuple[bytes, Any]]:
-        rep = SubjectReport(phone="")
-        r = _new_subject(env, rep, i, "iaca")
-        response, st = rep.timed("present (valid)", lambda: env.present(r.phone_id))
-        ok, why = env.reader_verdict(response, st)
-        _require(ok, f"{r.phone_id}: fresh presentation refused: {why}")
-        return rep, r, (response, st)
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        subjects = list(pool.map(setup, range(1, report.phones + 1)))
+    subjects = _presented_subjects(env, report, workers, "iaca")
     early = _vical_reader(env)  # took the VICAL before the staging: the current IACA alone
     t0 = time.perf_counter()
     staged = svc.stage_iaca(actor="drill")
@@ -1404,16 +1413,7 @@ def _vical_ca_compromise(env: Env, report: DrillReport, workers: int,
     def cas() -> list[x509.Certificate]:
         return x509.load_pem_x509_certificates(env.http.get("/trust/vical-ca.pem").content)
 
-    def setup(i: int) -> tuple[SubjectReport, ProvisionResult, tuple[bytes, Any]]:
-        rep = SubjectReport(phone="")
-        r = _new_subject(env, rep, i, "vicalca")
-        response, st = rep.timed("present (valid)", lambda: env.present(r.phone_id))
-        ok, why = env.reader_verdict(response, st)
-        _require(ok, f"{r.phone_id}: fresh presentation refused: {why}")
-        return rep, r, (response, st)
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        subjects = list(pool.map(setup, range(1, report.phones + 1)))
+    subjects = _presented_subjects(env, report, workers, "vicalca")
     old_anchors = cas()
     held = _vical_taken(env, env.http.get("/trust/vical").content, old_anchors)
     ca_label = next(c.label for c in svc.vical_ca_list() if c.state == "current")
