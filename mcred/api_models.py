@@ -851,9 +851,11 @@ class VicalCa(_Closed):
     subject: str
     not_before: str = Field(json_schema_extra=_DATE_TIME)
     not_after: str = Field(json_schema_extra=_DATE_TIME)
-    state: Literal["current", "retired", "withdrawn"] = Field(description=(
-        "current: it certifies the VICAL signer; retired: rolled over, listed while a signer it certified is "
-        "valid and not revoked; withdrawn: rolled over as compromised, out of trust, signing nothing more"))
+    state: Literal["current", "staged", "retired", "withdrawn"] = Field(description=(
+        "current: it certifies the VICAL signer; staged: the next generation, listed in /trust/vical-ca.pem after "
+        "the current one and certifying nothing until the rollover starts it; retired: rolled over, listed while "
+        "a signer it certified is valid and not revoked; withdrawn: rolled over as compromised, out of trust, "
+        "signing nothing more"))
     trusted: bool = Field(description="whether /trust/vical-ca.pem lists it (the anchors readers of the VICAL trust)")
     revoked_at: str | None = Field(json_schema_extra=_DATE_TIME, description="when it was withdrawn")
     reason: str | None = Field(description="cACompromise once withdrawn")
@@ -878,6 +880,20 @@ class VicalCaRollover(_Closed):
     revoked_signers: list[str] = Field(description="the VICAL signers of the CA before revoked with it "
                                                    "(cACompromise; no CRL lists them: only its key could sign one)")
     retired_signers: list[str] = Field(description="the VICAL signers of the CA before retired by the new one")
+    staged_since: str | None = Field(json_schema_extra=_DATE_TIME, description=(
+        "when the CA now current was staged (POST /trust/vical-ca-stage, or by itself in the CA before's last "
+        "months) and joined /trust/vical-ca.pem: readers that took it since take the new VICAL at once; null: made "
+        "by this rollover, readers had no warning and refuse the new VICAL until they hold it"))
+    withdrawn_staged: str | None = Field(description=(
+        "the staged VICAL CA withdrawn with the CA before (compromised and fresh: its key shared the compromised "
+        "environment), out of /trust/vical-ca.pem; null: none"))
+
+
+class VicalCaStage(VicalCa):
+    """The next VICAL CA generation, staged: in /trust/vical-ca.pem after the current one,
+    certifying nothing until the rollover starts it."""
+
+    current: str = Field(description="the VICAL CA still current, certifying the VICAL signer until the rollover")
 
 
 class VicalSignerRevocation(_Closed):

@@ -99,6 +99,7 @@ from mcred.api_models import (
     TsmJobList,
     TsmResumeJob,
     VicalCaRollover,
+    VicalCaStage,
     VicalSignerRevocation,
 )
 from mcred.context import Context
@@ -427,8 +428,18 @@ class VicalSignerRevocationRequest(_Body):
 class VicalCaRolloverRequest(_Body):
     #: The VICAL CA before is known or suspected compromised (its key, or that of a VICAL
     #: signer readers cannot look up): withdrawn at once (out of /trust/vical-ca.pem, its CRL
-    #: gone, its signers revoked), not retired.
+    #: gone, its signers revoked), not retired. The staged CA is started in its place unless
+    #: ``fresh``.
     compromised: bool = False
+    #: With ``compromised`` only: the staged VICAL CA is withdrawn too and a new one made (the
+    #: compromise is of the provider's environment, its key store, not of one key).
+    fresh: bool = False
+
+    @model_validator(mode="after")
+    def _fresh_is_for_a_compromise(self) -> VicalCaRolloverRequest:
+        if self.fresh and not self.compromised:
+            raise ValueError("fresh withdraws the staged VICAL CA with a compromised one: give it with compromised")
+        return self
 
 
 class IacaRevocationRequest(_Body):
@@ -1915,8 +1926,21 @@ def operator_router(ctx: Context) -> APIRouter:
     def vical_ca_rollover(request: Request, body: VicalCaRolloverRequest | None = None) -> dict[str, Any]:
         from mcred.mdoc_flow import mdoc_service
 
-        compromised = body.compromised if body is not None else False
-        return mdoc_service(ctx).rollover_vical_ca(compromised=compromised, actor=_actor(request)).to_json()
+        body = body or VicalCaRolloverRequest()
+        return mdoc_service(ctx).rollover_vical_ca(compromised=body.compromised, fresh=body.fresh,
+                                                   actor=_actor(request)).to_json()
+
+    @router.post("/trust/vical-ca-stage", summary="Stage the next VICAL CA generation: published in "
+                 "/trust/vical-ca.pem at once, after the current one, certifying nothing until POST "
+                 "/trust/vical-ca-rollover (or the automatic rollover in the current CA's last months) starts it",
+                 **typed(VicalCaStage, merge(refusals(
+                     (problems.UNKNOWN_VICAL_CA, "no VICAL CA yet: the first is made with the first VICAL (GET "
+                                                 "/trust/vical)"),
+                     problems.VICAL_CA_ALREADY_STAGED), _SIGNER_KEY_REFUSALS)))
+    def vical_ca_stage(request: Request) -> dict[str, Any]:
+        from mcred.mdoc_flow import mdoc_service
+
+        return mdoc_service(ctx).stage_vical_ca(actor=_actor(request)).to_json()
 
     @router.post("/trust/iaca-revocations", summary="Revoke an mdoc IACA generation: out of the trust bundle "
                  "and the VICAL at once, its key signing nothing more; the current one is replaced at once by "

@@ -497,6 +497,49 @@ def _mdoc_iaca(ctx, now=None) -> Finding:  # noqa: ANN001
     return Finding("mdoc IACA", True, detail, enables)
 
 
+def _vical_ca(ctx, now=None) -> Finding:  # noqa: ANN001
+    """The VICAL CA, from the registry only (nothing made or staged here): how long it lasts,
+    the staged next generation, and a warning when it is to roll over (in its last
+    ``rollover_margin``) onto a CA readers were never given: none staged once its staging
+    window is open (``vical_ca_notice`` before that; specs/issuer-keys.md, "The VICAL CA
+    staged ahead"). The issuer stages it by itself at the next VICAL it signs (or
+    /trust/vical-ca.pem asked), so this says an installation whose VICAL nobody asked for."""
+    import datetime as dt
+
+    from issuer.mdoc.pki import PURPOSE_VICAL_CA
+    from mcred.mdoc_flow import mdoc_service
+
+    enables = "readers following the VICAL (mcred reader serve --vical URL --vical-trust CA.pem)"
+    now = now or dt.datetime.now(dt.UTC)
+    try:
+        pki = mdoc_service(ctx).pki  # the installation's own margins; it makes nothing here
+        with ctx.sessions() as s:
+            rows = pki._rows(s, PURPOSE_VICAL_CA)
+            current = pki._active(s, PURPOSE_VICAL_CA)
+            cert = pki._cert(current) if current is not None else None
+            staged = pki.staged_vical_ca(s, now)
+    except Exception as exc:  # noqa: BLE001 - reported (the database finding says why)
+        return Finding("VICAL CA", False, f"cannot read the registry: {type(exc).__name__}", enables,
+                       "see the database finding")
+    if cert is None:
+        return Finding("VICAL CA", True, "not made yet: made with the first VICAL (mcred export vical, /trust/vical)",
+                       enables)
+    rolls = cert.not_valid_after_utc - pki.config.rollover_margin
+    detail = f"{current.label} valid until {cert.not_valid_after_utc.date().isoformat()}; {len(rows)} generation(s)"
+    if staged is not None:
+        detail += (f"; {staged.label} staged (in /trust/vical-ca.pem) since {staged.created_at.date().isoformat()}, "
+                   f"started by itself {'at the next VICAL' if rolls <= now else 'on ' + rolls.date().isoformat()} "
+                   "(or by mcred mdoc vical-ca rollover)")
+        return Finding("VICAL CA", True, detail, enables)
+    if now < rolls - pki.config.vical_ca_notice:
+        return Finding("VICAL CA", True, detail, enables)
+    when = "at the next VICAL" if rolls <= now else f"on {rolls.date().isoformat()}"
+    return Finding("VICAL CA", False, f"{detail}; rolls over by itself {when} onto a VICAL CA readers were never "
+                   "given (none staged)", enables,
+                   "mcred mdoc vical-ca stage, give readers of the VICAL /trust/vical-ca.pem (mcred export vical "
+                   "--ca), then mcred mdoc vical-ca rollover")
+
+
 def _mdoc_signers_out_of_use(ctx) -> Finding:  # noqa: ANN001
     """Whether any phone still holds a valid mdoc of a revoked mdoc signer: a revoked document
     signer, or one under a revoked IACA (readers refuse those mdocs), from the registry only;
@@ -616,7 +659,7 @@ _OWN = 5
 def diagnose(ctx) -> list[Finding]:  # noqa: ANN001
     """Every finding, the installation's own first."""
     return [_database(ctx), _public_url(), _keystore(ctx), _master_key(ctx), _reader_session_key(ctx),
-            _data_access(ctx), _secure_elements(ctx), _workflows(ctx), _first_contact(ctx), _tsa(ctx), _mdoc_iaca(ctx), _mdoc_signers_out_of_use(ctx), _compromised_keys(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _pdf(), _xml(), _hsm(), _scan(),
+            _data_access(ctx), _secure_elements(ctx), _workflows(ctx), _first_contact(ctx), _tsa(ctx), _mdoc_iaca(ctx), _vical_ca(ctx), _mdoc_signers_out_of_use(ctx), _compromised_keys(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _pdf(), _xml(), _hsm(), _scan(),
             *(_node_peer(*peer) for peer in NODE_PEERS), _yubikit(), _openssl(), _tshark()]
 
 

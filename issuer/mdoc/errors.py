@@ -82,6 +82,16 @@ class IacaAlreadyStaged(MdocKeyError):
     """A next IACA generation is already staged: roll over to it before staging another."""
 
 
+class VicalCaAlreadyStaged(MdocKeyError):
+    """A next VICAL CA generation is already staged (by an operator, or by itself in the
+    current CA's last months): roll over to it before staging another."""
+
+
+class VicalCaRolloverRefused(IssuerMdocError):
+    """A VICAL CA rollover was refused as asked (``fresh`` without ``compromised``): nothing
+    was changed."""
+
+
 class SignerRevocationError(IssuerMdocError):
     """A signer revocation was refused (reason not allowed for it)."""
 

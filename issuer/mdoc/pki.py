@@ -25,6 +25,11 @@ generations existed; generation N: ``/trust/iaca-N.crl``), and the status lists 
 mdocs its document signers signed keep being signed by a status-list signer it issued (a
 reader takes a list only from a signer under the IACA of the mdoc's own chain).
 
+The VICAL CA (the anchor readers trust for this installation's VICALs) is staged the same way
+(:meth:`MdocPki.stage_vical_ca`, published in /trust/vical-ca.pem while the current CA's signer
+signs the VICAL), by an operator or by itself in its last months (:meth:`MdocPki._vical_ca_at`),
+and started by the rollover (:meth:`MdocPki.rollover_vical_ca`, the automatic one too).
+
 Certificates are read from the ``issuer_keys`` rows (:class:`SignerCertificate`), keys only to
 sign (:class:`ActiveKey`): a signer's key may be destroyed once no duty needs it
 (:meth:`MdocPki.destroy_key`, specs/issuer-keys.md "A signer's key destroyed") and its
@@ -42,7 +47,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from issuer.db import IssuerKey, StatusList
+from issuer.db import AuditEvent, IssuerKey, StatusList
 from issuer.key_destruction import destroy_in_store, take_row
 from issuer.keystore import CoseSignerAdapter, KeyStoreError
 from issuer.mdoc.errors import (
@@ -59,7 +64,9 @@ from issuer.mdoc.errors import (
     UnknownIaca,
     UnknownSigner,
     UnknownVicalCa,
+    VicalCaAlreadyStaged,
     VicalCaEnded,
+    VicalCaRolloverRefused,
     VicalCaWithdrawn,
 )
 from issuer.mdoc.models import IacaCrl, IdentifierListToken, StatusListToken
@@ -87,6 +94,11 @@ class MdocPkiConfig:
     iaca_validity: dt.timedelta = dt.timedelta(days=10 * 365)
     signer_validity: dt.timedelta = dt.timedelta(days=365)
     rollover_margin: dt.timedelta = dt.timedelta(days=90)
+    #: How long before the VICAL CA's automatic rollover (its last ``rollover_margin``) the
+    #: next VICAL CA is staged by itself (published in /trust/vical-ca.pem, certifying nothing
+    #: yet): readers following /trust/vical-ca.pem hold it this long before the first VICAL
+    #: under it. Staged in the CA's last 180 days, started in its last 90, by default.
+    vical_ca_notice: dt.timedelta = dt.timedelta(days=90)
     #: A new certificate's notBefore is this long before it is made, as CAs do: a reader
     #: whose clock runs a little behind the issuer's (or that took its time just before
     #: the issuer made a status list signer) would otherwise refuse it as not yet valid.
@@ -101,6 +113,9 @@ class MdocPkiConfig:
             raise MdocKeyError(f"signer validity {self.signer_validity} beyond Annex B's 457 days")
         if not dt.timedelta(0) < self.rollover_margin < self.signer_validity:
             raise MdocKeyError("rollover margin must be positive and shorter than the signer validity")
+        if not dt.timedelta(0) < self.vical_ca_notice < self.iaca_validity - self.rollover_margin:
+            raise MdocKeyError(f"VICAL CA notice {self.vical_ca_notice}: positive and within the CA's validity "
+                               "before its rollover margin")
 
     @property
     def key_algorithm(self) -> str:
@@ -167,14 +182,18 @@ class KeyDestruction:
 @dataclass(frozen=True)
 class VicalCaRollover:
     """What :meth:`MdocPki.rollover_vical_ca` did: the VICAL CA before (retired, or withdrawn
-    when its row is revoked), the one now current, the VICAL signer under it, and the labels
-    of the signers of the one before revoked with it (a compromise) or retired."""
+    when its row is revoked), the one now current (staged since ``staged_since``, or None:
+    made by the rollover, readers had no warning), the VICAL signer under it, the labels of
+    the signers of the one before revoked with it (a compromise) or retired, and the staged
+    CA withdrawn with it (``fresh``: its key shared the compromised environment), if any."""
 
     previous: IssuerKey
     current: IssuerKey
     signer: ActiveKey
     revoked_signers: tuple[str, ...] = ()
     retired_signers: tuple[str, ...] = ()
+    staged_since: dt.datetime | None = None
+    withdrawn_staged: str | None = None
 
 
 @dataclass(frozen=True)
@@ -324,10 +343,16 @@ class MdocPki:
         started: not in its own last ``rollover_margin``, where no document signer is made
         under it (it would vouch for nothing; a rollover makes a new IACA, and another can be
         staged, rather than a rollover refused, naming itself, until it ends)."""
-        current = self._active(session, PURPOSE_IACA)
+        return self._staged(session, PURPOSE_IACA, now)
+
+    def _staged(self, session: Session, purpose: str, now: dt.datetime) -> IssuerKey | None:
+        """The staged next generation of the CA ``purpose`` (IACA, VICAL CA): an inactive,
+        unrevoked row of a later generation than the current one, that can still be started
+        (not in its own last ``rollover_margin``); None when there is none."""
+        current = self._active(session, purpose)
         if current is None:
             return None
-        later = [r for r in self._rows(session, PURPOSE_IACA)
+        later = [r for r in self._rows(session, purpose)
                  if not r.active and r.revoked_at is None and generation(r.label) > generation(current.label)
                  and now < self._cert(r).not_valid_after_utc - self.config.rollover_margin]
         return max(later, key=lambda r: generation(r.label)) if later else None
@@ -364,10 +389,12 @@ class MdocPki:
         rows = self._rows(session, purpose)
         won = next((r for r in rows if r.label == label), None)
         if won is not None and not active:  # two stagings at once: the other one staged it
+            if purpose == PURPOSE_VICAL_CA:
+                raise VicalCaAlreadyStaged(f"the VICAL CA {label} was staged at the same time by another request")
             raise IacaAlreadyStaged(f"the IACA {label} was staged at the same time by another request")
         if won is not None:  # a racing worker recorded this generation first: it is the one
             return won
-        for old in rows if active else ():  # a staged IACA (not active) retires nothing yet
+        for old in rows if active else ():  # a staged IACA or VICAL CA (not active) retires nothing yet
             # one active status-list signer per IACA (each signs its own IACA's lists); one
             # active IACA and one active document signer in all
             if purpose != PURPOSE_STATUS or self._cert(old).issuer == cert.issuer:
@@ -557,17 +584,15 @@ class MdocPki:
 
     def vical_signer(self, session: Session, now: dt.datetime) -> tuple[ActiveKey, x509.Certificate]:
         """The VICAL signer to sign with at ``now`` and its VICAL CA (the anchor readers trust
-        for this installation's VICALs), each made when missing: the CA for ten years (a new
-        one in its last ``rollover_margin``), the signer for ``signer_validity`` within it,
-        replaced in its last ``rollover_margin`` as a document signer is. A revoked signer
-        (:meth:`revoke_vical_signer`) signs nothing more: the next generation is made in its
-        place. So is a signer made before VICAL signers carried the VICAL CA's CRL
-        distribution point (a reader could not look it up): each signer made carries it
-        (:meth:`vical_crl_uri_for`)."""
+        for this installation's VICALs), each made when missing: the CA for ten years, staged
+        ahead and started in its last months by itself (:meth:`_vical_ca_at`), the signer for
+        ``signer_validity`` within it, replaced in its last ``rollover_margin`` as a document
+        signer is. A revoked signer (:meth:`revoke_vical_signer`) signs nothing more: the next
+        generation is made in its place. So is a signer made before VICAL signers carried the
+        VICAL CA's CRL distribution point (a reader could not look it up): each signer made
+        carries it (:meth:`vical_crl_uri_for`)."""
         c = self.config
-        ca_row = self._active(session, PURPOSE_VICAL_CA)
-        if ca_row is None or not now < self._cert(ca_row).not_valid_after_utc - c.rollover_margin:
-            ca_row = self._new_vical_ca(session, now)
+        ca_row = self._vical_ca_at(session, now)
         ca = self._cert(ca_row)
         row = next((r for r in reversed(self._rows(session, PURPOSE_VICAL))
                     if r.active and r.revoked_at is None and self._cert(r).issuer == ca.subject), None)
@@ -583,10 +608,57 @@ class MdocPki:
             row = self._record(session, label, PURPOSE_VICAL, cert, key.algorithm, now)
         return self._activekey(row), ca
 
-    def _new_vical_ca(self, session: Session, now: dt.datetime) -> IssuerKey:
+    def _vical_ca_due(self, session: Session, row: IssuerKey, now: dt.datetime) -> str | None:
+        """What the current VICAL CA ``row`` calls for at ``now``: ``"rollover"`` in its last
+        ``rollover_margin``, ``"stage"`` in the ``vical_ca_notice`` before that while no next
+        generation is staged, else None."""
+        c = self.config
+        rollover_at = self._cert(row).not_valid_after_utc - c.rollover_margin
+        if not now < rollover_at:
+            return "rollover"
+        if not now < rollover_at - c.vical_ca_notice and self.staged_vical_ca(session, now) is None:
+            return "stage"
+        return None
+
+    def _vical_ca_at(self, session: Session, now: dt.datetime) -> IssuerKey:
+        """The current VICAL CA at ``now``, made when there is none, after what its last months
+        call for (:meth:`_vical_ca_due`), so that readers following ``/trust/vical-ca.pem`` hold
+        the next CA before the first VICAL under it: in the ``vical_ca_notice`` before its last
+        ``rollover_margin`` the next generation is staged by itself (when none is); in its last
+        ``rollover_margin`` the staged generation is started (a new one made when none is
+        staged: readers had no warning). Both are audited (``mdoc.vical-ca.stage``,
+        ``mdoc.vical-ca.rollover``, ``automatic`` in their detail); the rows are taken first
+        (:meth:`_lock`), so two processes finding the same thing due do it once."""
+        row = self._active(session, PURPOSE_VICAL_CA)
+        if row is None:
+            return self._new_vical_ca(session, now)
+        if self._vical_ca_due(session, row, now) is None:
+            return row
+        self._lock(session, PURPOSE_VICAL_CA)  # read again after whoever held them
+        row = self._active(session, PURPOSE_VICAL_CA)
+        if row is None:  # none after all: made as at first use
+            return self._new_vical_ca(session, now)
+        due = self._vical_ca_due(session, row, now)
+        if due == "stage":
+            staged = self._new_vical_ca(session, now, active=False)
+            session.add(AuditEvent(actor="issuer", action="mdoc.vical-ca.stage", subject=staged.label, detail={
+                "current": row.label, "serial": format(self._cert(staged).serial_number, "x"), "automatic": True}))
+            session.flush()
+        elif due == "rollover":
+            staged = self.staged_vical_ca(session, now)
+            new = self._start_vical_ca(session, now, staged)
+            session.add(AuditEvent(actor="issuer", action="mdoc.vical-ca.rollover", subject=new.label, detail={
+                "previous": row.label, "serial": format(self._cert(new).serial_number, "x"), "compromised": False,
+                "automatic": True, "staged_since": staged.created_at.isoformat() if staged is not None else None}))
+            session.flush()
+            return new
+        return row
+
+    def _new_vical_ca(self, session: Session, now: dt.datetime, active: bool = True) -> IssuerKey:
         """The next VICAL CA generation (``mdoc-vical-ca-N``, the reader CA's profile, for
         ``iaca_validity``), made now in the key store and recorded as the current one (the
-        one before it retired: :meth:`_record`)."""
+        one before it retired: :meth:`_record`), or staged (``active`` False: it retires
+        nothing, certifies nothing, and is published after the current one)."""
         c = self.config
         label = self._next_label(session, PURPOSE_VICAL_CA)
         key = self._key(label)
@@ -594,13 +666,56 @@ class MdocPki:
             key.public_key(), common_name=f"mcred VICAL CA {generation(label)} (simulated)",
             not_before=now - c.backdate, not_after=now + c.iaca_validity, country=c.country,
             organization=c.organization))
-        return self._record(session, label, PURPOSE_VICAL_CA, cert, key.algorithm, now)
+        return self._record(session, label, PURPOSE_VICAL_CA, cert, key.algorithm, now, active)
+
+    def _start_vical_ca(self, session: Session, now: dt.datetime, staged: IssuerKey | None) -> IssuerKey:
+        """The next VICAL CA generation made current now: ``staged`` (the very certificate
+        readers took from /trust/vical-ca.pem) when given, else a new one made here."""
+        if staged is None:
+            return self._new_vical_ca(session, now)
+        for row in self._rows(session, PURPOSE_VICAL_CA):
+            row.active = row.label == staged.label
+        session.flush()
+        return staged
+
+    def staged_vical_ca(self, session: Session, now: dt.datetime) -> IssuerKey | None:
+        """The staged next VICAL CA generation (:meth:`stage_vical_ca`, or staged by itself in
+        the current CA's last months), or None: an inactive, unrevoked VICAL CA row of a later
+        generation than the current one that can still be started (as :meth:`staged_iaca`)."""
+        return self._staged(session, PURPOSE_VICAL_CA, now)
+
+    def stage_vical_ca(self, session: Session, now: dt.datetime) -> IssuerKey:
+        """Make the next VICAL CA generation without starting it: published in
+        ``/trust/vical-ca.pem`` (:meth:`vical_cas`, right after the current CA) at once, while
+        the current CA and its signer go on signing the VICAL, so readers following the VICAL
+        take the new anchor before the first VICAL under it; :meth:`rollover_vical_ca` (or the
+        automatic rollover in the current CA's last ``rollover_margin``) starts it. One staged
+        generation at a time (:class:`VicalCaAlreadyStaged`); none before the first VICAL CA
+        exists (:class:`UnknownVicalCa`: it is made with the first VICAL, and trusted from its
+        start). The VICAL CA rows are taken first (:meth:`_lock`), so a second staging waits for
+        the first and is refused."""
+        self._lock(session, PURPOSE_VICAL_CA)
+        current = self._active(session, PURPOSE_VICAL_CA)
+        if current is None:
+            raise UnknownVicalCa("no VICAL CA yet: the first is made with the first VICAL (mcred export vical, "
+                                 "/trust/vical); a next generation can be staged once it exists")
+        staged = self.staged_vical_ca(session, now)
+        if staged is not None:
+            raise VicalCaAlreadyStaged(
+                f"the VICAL CA {staged.label} is already staged (in /trust/vical-ca.pem since "
+                f"{staged.created_at:%Y-%m-%d %H:%M} UTC): roll over to it (mcred mdoc vical-ca rollover, or POST "
+                "/trust/vical-ca-rollover; it also starts by itself in the current CA's last months) before "
+                "staging another")
+        return self._new_vical_ca(session, now, active=False)
 
     def vical_cas(self, session: Session, now: dt.datetime) -> list[x509.Certificate]:
-        """The VICAL CAs a reader trusts for this installation's VICALs, the current first
-        (an older one while it vouches: :meth:`vical_ca_vouching`); made when there is none."""
+        """The VICAL CAs a reader trusts for this installation's VICALs: the current one, the
+        staged next generation (:meth:`stage_vical_ca`: readers take it before any VICAL under
+        it), and each older one while it vouches (:meth:`vical_ca_vouching`); made when there
+        is none."""
         _signer, current = self.vical_signer(session, now)
-        out = [current]
+        staged = self.staged_vical_ca(session, now)
+        out = [current] + ([self._cert(staged)] if staged is not None else [])
         for row in reversed(self._rows(session, PURPOSE_VICAL_CA)):
             if self._cert(row) != current and self.vical_ca_vouching(session, row, now):
                 out.append(self._cert(row))
@@ -616,9 +731,13 @@ class MdocPki:
         return any(self._cert(r).issuer == cert.subject and now < self._cert(r).not_valid_after_utc
                    for r in self._rows(session, PURPOSE_VICAL) if r.revoked_at is None)
 
-    def rollover_vical_ca(self, session: Session, now: dt.datetime, *, compromised: bool = False) -> VicalCaRollover:
+    def rollover_vical_ca(self, session: Session, now: dt.datetime, *, compromised: bool = False,
+                          fresh: bool = False) -> VicalCaRollover:
         """Start the next VICAL CA generation now, with a VICAL signer under it (one
-        transaction; the caller re-signs the VICAL in it, ``MdocService.rollover_vical_ca``).
+        transaction; the caller re-signs the VICAL in it, ``MdocService.rollover_vical_ca``):
+        the staged one (:meth:`stage_vical_ca`) when there is one, the very certificate readers
+        following ``/trust/vical-ca.pem`` took since its staging, else a new one made here
+        (readers had no warning: ``staged_since`` None).
 
         Without ``compromised`` the CA before is retired, not withdrawn: it stays among the
         VICAL anchors (:meth:`vical_cas`) while a signer it certified is valid and not revoked,
@@ -629,20 +748,35 @@ class MdocPki:
         (:class:`VicalCaWithdrawn`: a CA cannot be listed on its own CRL, and a CRL its key
         signs would prove nothing once the key is in other hands, RFC 5280 6.3.3). Each VICAL
         signer it certified that has not expired is revoked with it (cACompromise, recorded on
-        its row; no CRL lists it: only the withdrawn key could sign one). Readers see the
-        VICAL signed from now on chain to the new CA, which they must be given
-        (``/trust/vical-ca.pem``); one still holding only the old CA refuses it, and refuses
-        any VICAL under the old CA whose signer names a CRL (its CRL is gone: it cannot be
-        looked up). :class:`UnknownVicalCa` when there is no VICAL CA yet (the first is made
-        with the first VICAL)."""
+        its row; no CRL lists them: only the withdrawn key could sign one).
+
+        A compromise starts the staged CA too: its key is another key, which never signed
+        anything, so a leak of the current CA's key (or of one of its signers') says nothing of
+        it, and readers that took /trust/vical-ca.pem since the staging take the new VICAL at
+        once. ``fresh`` (with ``compromised`` only, :class:`VicalCaRolloverRefused` otherwise)
+        is for a compromise of what the keys share (the key store, its passphrase, the host, the
+        token): the staged CA is withdrawn with the current one (out of /trust/vical-ca.pem,
+        cACompromise) and a new generation made. :class:`UnknownVicalCa` when there is no VICAL
+        CA yet (the first is made with the first VICAL)."""
+        if fresh and not compromised:
+            raise VicalCaRolloverRefused(
+                "fresh (a new VICAL CA instead of the staged one, which is withdrawn too) is for a compromise of "
+                "the provider's keys: give it with compromised (mcred mdoc vical-ca rollover --compromised "
+                "--fresh); a planned rollover starts the staged CA readers already hold")
         self._lock(session, PURPOSE_VICAL_CA)
         old = self._active(session, PURPOSE_VICAL_CA)
         if old is None:
             raise UnknownVicalCa("no VICAL CA yet: the first is made with the first VICAL (mcred export vical, "
                                  "/trust/vical); there is nothing to roll over")
+        staged = self.staged_vical_ca(session, now)
+        withdrawn_staged = None
+        if staged is not None and fresh:  # its key may be in other hands as well: out of trust with the other
+            staged.revoked_at, staged.revocation_reason = now, "cACompromise"
+            withdrawn_staged, staged = staged.label, None
+            session.flush()
         subject = self._cert(old).subject
         under = [r for r in self._rows(session, PURPOSE_VICAL) if self._cert(r).issuer == subject]
-        new = self._new_vical_ca(session, now)  # old is retired by it (active False)
+        new = self._start_vical_ca(session, now, staged)  # old is retired by it (active False)
         revoked = []
         if compromised:
             old.revoked_at, old.revocation_reason = now, "cACompromise"
@@ -653,7 +787,8 @@ class MdocPki:
             session.flush()
         retired = [r.label for r in under if r.active and r.revoked_at is None]
         signer, _ca = self.vical_signer(session, now)  # under the new CA: the one before is retired by it
-        return VicalCaRollover(old, new, signer, tuple(revoked), tuple(retired))
+        return VicalCaRollover(old, new, signer, tuple(revoked), tuple(retired),
+                               staged.created_at if staged is not None else None, withdrawn_staged)
 
     def vical_ca(self, session: Session, ref: int) -> IssuerKey:
         """VICAL CA generation ``ref`` (its number), :class:`UnknownVicalCa` when there is none."""
@@ -889,7 +1024,7 @@ class MdocPki:
         signs in its place; none is ever started again), nor that of a CA past its end. The
         signers signing now are refused (:class:`SignerStillSigning`): the current IACA,
         document signer, status-list signer (one per IACA) and VICAL signer, the current
-        VICAL CA, and a staged IACA (the next rollover starts it). So is a retired CA that
+        VICAL CA, and a staged IACA or VICAL CA (the next rollover starts it). So is a retired CA that
         still signs for what it issued (:class:`CaDutiesRemain`): an older IACA while a
         document signer it certified has not expired (the MSOs it signed may be presented:
         readers look the signer up on the IACA's CRL, and the lists of those mdocs need
@@ -918,6 +1053,15 @@ class MdocPki:
                     f"the IACA {row.label} is staged (in the trust bundle since "
                     f"{row.created_at:%Y-%m-%d %H:%M} UTC): the next rollover starts it and it signs from then on; "
                     "revoke it first (mcred mdoc iaca revoke)", duty="staged")
+        if row.purpose == PURPOSE_VICAL_CA:
+            staged = self.staged_vical_ca(session, now)
+            if staged is not None and staged.label == row.label:
+                return SignerStillSigning(
+                    f"the VICAL CA {row.label} is staged (in /trust/vical-ca.pem since "
+                    f"{row.created_at:%Y-%m-%d %H:%M} UTC): the next rollover (mcred mdoc vical-ca rollover, or the "
+                    "automatic one in the current CA's last months) starts it and it signs from then on; if its key "
+                    "is in other hands, withdraw it with the current one first (mcred mdoc vical-ca rollover "
+                    "--compromised --fresh)", duty="staged")
         if row.purpose not in (PURPOSE_IACA, PURPOSE_VICAL_CA) or not now < cert.not_valid_after_utc:
             return None
         issued = PURPOSE_DS if row.purpose == PURPOSE_IACA else PURPOSE_VICAL
@@ -949,8 +1093,8 @@ class MdocPki:
         leaves the key gone and no record, and the next call finds no key to destroy and
         records it then (``found_absent``)."""
         row = self.key_row(session, ref)
-        if row.purpose == PURPOSE_IACA:
-            self.lock_iacas(session)  # what a rollover, staging or revocation committed, read after it
+        if row.purpose in (PURPOSE_IACA, PURPOSE_VICAL_CA):
+            self._lock(session, row.purpose)  # what a rollover, staging or revocation committed, read after it
             session.refresh(row)
         else:
             take_row(session, row)

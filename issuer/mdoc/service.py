@@ -184,8 +184,9 @@ class VicalSignerRevocationResult:
 @dataclass(frozen=True)
 class VicalCaInfo:
     """A VICAL CA generation as operators see it (never the key): whether it is the current
-    one, retired or withdrawn (``mcred mdoc vical-ca rollover --compromised``), whether readers
-    trust it now (``/trust/vical-ca.pem``), the CRL its signers name and the signers it
+    one, staged (``mcred mdoc vical-ca stage``: published, certifying nothing until the
+    rollover), retired or withdrawn (``mcred mdoc vical-ca rollover --compromised``), whether
+    readers trust it now (``/trust/vical-ca.pem``), the CRL its signers name and the signers it
     certified."""
 
     label: str
@@ -193,7 +194,7 @@ class VicalCaInfo:
     subject: str
     not_before: dt.datetime
     not_after: dt.datetime
-    #: current, retired or withdrawn
+    #: current, staged, retired or withdrawn
     state: str
     #: in /trust/vical-ca.pem (the anchors readers of the VICAL trust)
     trusted: bool
@@ -215,8 +216,10 @@ class VicalCaInfo:
 @dataclass(frozen=True)
 class VicalCaRolloverResult:
     """What :meth:`MdocService.rollover_vical_ca` did: the VICAL CA before (retired, or
-    withdrawn), the one now current, the VICAL signer under it that signs the VICAL published
-    now, that VICAL's issue ID, and the signers of the CA before revoked with it or retired."""
+    withdrawn), the one now current and when it was staged (None: made by the rollover, readers
+    had no warning), the VICAL signer under it that signs the VICAL published now, that VICAL's
+    issue ID, the signers of the CA before revoked with it or retired, and the staged CA
+    withdrawn with it (``fresh``)."""
 
     previous: VicalCaInfo
     current: VicalCaInfo
@@ -225,13 +228,30 @@ class VicalCaRolloverResult:
     withdrawn: bool
     revoked_signers: tuple[str, ...]
     retired_signers: tuple[str, ...]
+    staged_since: dt.datetime | None = None
+    withdrawn_staged: str | None = None
 
     def to_json(self) -> dict:
         """The answer of ``mcred mdoc vical-ca rollover --json`` and POST /trust/vical-ca-rollover."""
         return {"previous": self.previous.to_json(), "current": self.current.to_json(),
                 "signing": {"label": self.signing.label, "serial": self.signing.serial},
                 "vical_issue_id": self.vical_issue_id, "withdrawn": self.withdrawn,
-                "revoked_signers": list(self.revoked_signers), "retired_signers": list(self.retired_signers)}
+                "revoked_signers": list(self.revoked_signers), "retired_signers": list(self.retired_signers),
+                "staged_since": self.staged_since.isoformat() if self.staged_since else None,
+                "withdrawn_staged": self.withdrawn_staged}
+
+
+@dataclass(frozen=True)
+class VicalCaStageResult:
+    """A VICAL CA staging: the staged CA (as ``mcred mdoc vical-ca list`` shows it) and the
+    label of the VICAL CA still current."""
+
+    staged: VicalCaInfo
+    current: str
+
+    def to_json(self) -> dict:
+        """The answer of ``mcred mdoc vical-ca stage --json`` and POST /trust/vical-ca-stage."""
+        return {**self.staged.to_json(), "current": self.current}
 
 
 class MdocService:
@@ -409,29 +429,64 @@ class MdocService:
 
         return run_transaction(self.sessions, work)
 
-    def rollover_vical_ca(self, *, compromised: bool = False, actor: str = "issuer") -> VicalCaRolloverResult:
+    def stage_vical_ca(self, *, actor: str = "issuer") -> VicalCaStageResult:
+        """The next VICAL CA generation made and published in ``/trust/vical-ca.pem`` at once
+        (after the current one) without signing anything yet (:meth:`MdocPki.stage_vical_ca`),
+        audited ``mdoc.vical-ca.stage``; with the VICAL CA still current. The VICAL is not
+        re-signed: its signer and its IACAs are the same."""
+
+        def work(s: Session) -> VicalCaStageResult:
+            now = self.clock()
+            row = self.pki.stage_vical_ca(s, now)  # refused before the first VICAL CA, or with one staged
+            current = self.pki._active(s, PURPOSE_VICAL_CA)
+            info = self._vical_ca_info(s, row, now)
+            s.add(AuditEvent(actor=actor, action="mdoc.vical-ca.stage", subject=row.label,
+                             detail={"current": current.label, "serial": info.serial}))
+            s.flush()
+            return VicalCaStageResult(info, current.label)
+
+        return run_transaction(self.sessions, work)
+
+    def staged_vical_ca(self) -> VicalCaInfo | None:
+        """The staged next VICAL CA generation, or None."""
+
+        def work(s: Session) -> VicalCaInfo | None:
+            now = self.clock()
+            row = self.pki.staged_vical_ca(s, now)
+            return self._vical_ca_info(s, row, now) if row is not None else None
+
+        return run_transaction(self.sessions, work)
+
+    def rollover_vical_ca(self, *, compromised: bool = False, fresh: bool = False,
+                          actor: str = "issuer") -> VicalCaRolloverResult:
         """Start the next VICAL CA generation with a VICAL signer under it, and re-sign the
         published VICAL (``mdoc_vicals``) with that signer in the same transaction, its
-        ``vicalIssueID`` higher than any before (:meth:`MdocPki.rollover_vical_ca`).
+        ``vicalIssueID`` higher than any before (:meth:`MdocPki.rollover_vical_ca`): the staged
+        generation when there is one (readers that took ``/trust/vical-ca.pem`` since its
+        staging take the new VICAL at once), else a new one readers need from now on.
         ``compromised``: the CA before is withdrawn (out of ``/trust/vical-ca.pem`` at once,
         its key signing nothing more, the signers it certified revoked with it, cACompromise),
-        else retired (listed while a signer it certified is valid and not revoked). Readers of
-        the VICAL need the new CA (``/trust/vical-ca.pem``) from now on. Audited
-        ``mdoc.vical-ca.rollover``."""
+        else retired (listed while a signer it certified is valid and not revoked); with
+        ``fresh`` too the staged CA is withdrawn with it and a new one made (the provider's
+        environment, not one key, in other hands). Audited ``mdoc.vical-ca.rollover``."""
 
         def work(s: Session) -> VicalCaRolloverResult:
             now = self.clock()
             at = now.replace(microsecond=0)
-            done = self.pki.rollover_vical_ca(s, now, compromised=compromised)
+            done = self.pki.rollover_vical_ca(s, now, compromised=compromised, fresh=fresh)
             self._vical(s, at)  # signed by the new CA's signer: its content (the signer) changed
             issue_id = s.get(PublishedVical, self.pki.config.organization).issue_id
             signing = self._vical_info(s, s.get(IssuerKey, done.signer.label))
             result = VicalCaRolloverResult(self._vical_ca_info(s, done.previous, now),
                                            self._vical_ca_info(s, done.current, now), signing, issue_id,
-                                           compromised, done.revoked_signers, done.retired_signers)
+                                           compromised, done.revoked_signers, done.retired_signers,
+                                           done.staged_since, done.withdrawn_staged)
             detail = {"previous": done.previous.label, "serial": result.current.serial,
                       "compromised": compromised, "signing": signing.label, "vical_issue_id": issue_id,
-                      "revoked_signers": list(done.revoked_signers), "retired_signers": list(done.retired_signers)}
+                      "revoked_signers": list(done.revoked_signers), "retired_signers": list(done.retired_signers),
+                      "staged_since": done.staged_since.isoformat() if done.staged_since else None}
+            if done.withdrawn_staged is not None:
+                detail["withdrawn_staged"] = done.withdrawn_staged
             s.add(AuditEvent(actor=actor, action="mdoc.vical-ca.rollover", subject=done.current.label, detail=detail))
             s.flush()
             return result
@@ -440,8 +495,11 @@ class MdocService:
 
     def _vical_ca_info(self, s: Session, row, now: dt.datetime) -> VicalCaInfo:  # noqa: ANN001
         cert = self.pki._cert(row)
-        state = "withdrawn" if row.revoked_at is not None else "current" if row.active else "retired"
-        trusted = (state == "current" and now < cert.not_valid_after_utc) or self.pki.vical_ca_vouching(s, row, now)
+        staged = self.pki.staged_vical_ca(s, now)
+        state = ("withdrawn" if row.revoked_at is not None else "current" if row.active
+                 else "staged" if staged is not None and staged.label == row.label else "retired")
+        trusted = (state in ("current", "staged") and now < cert.not_valid_after_utc) \
+            or self.pki.vical_ca_vouching(s, row, now)
         signers = tuple(r.label for r in self.pki._rows(s, PURPOSE_VICAL) if self.pki._cert(r).issuer == cert.subject)
         return VicalCaInfo(row.label, format(cert.serial_number, "x"), cert.subject.rfc4514_string(),
                            cert.not_valid_before_utc, cert.not_valid_after_utc, state, trusted, row.revoked_at,

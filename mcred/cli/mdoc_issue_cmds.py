@@ -3,7 +3,7 @@
 ``mcred mdoc issue`` / ``mcred mdoc respond`` (interop with other mdoc tools),
 ``mcred mdoc ds list|rollover|revoke`` (document signers, the IACA CRL),
 ``mcred mdoc vical-signer list|revoke`` (VICAL signers, the VICAL CA's CRL),
-``mcred mdoc vical-ca list|rollover`` (the VICAL CA's generations, its withdrawal),
+``mcred mdoc vical-ca list|stage|rollover`` (the VICAL CA's generations, staged ahead, its withdrawal),
 ``mcred mdoc key destroy`` (a signer's private key destroyed once no duty needs it),
 ``mcred export iaca``, ``mcred status-list show``, ``mcred credential list|show``.
 Exit codes: 0 done, 1 refused (a check failed), 2 unreadable input.
@@ -973,9 +973,9 @@ def vical_signer_revoke(
 
 
 def vical_ca_list(as_json: bool = typer.Option(False, "--json")) -> None:
-    """Every VICAL CA generation: serial, validity, current / retired / withdrawn, whether
-    readers trust it now (/trust/vical-ca.pem), the VICAL signers it certified and the CRL
-    they name."""
+    """Every VICAL CA generation: serial, validity, current / staged / retired / withdrawn,
+    whether readers trust it now (/trust/vical-ca.pem), the VICAL signers it certified and the
+    CRL they name."""
     rows = _mdoc_service()[1].vical_ca_list()
     if as_json:
         print(json.dumps([r.to_json() for r in rows], ensure_ascii=False))
@@ -985,6 +985,7 @@ def vical_ca_list(as_json: bool = typer.Option(False, "--json")) -> None:
                       "/trust/vical)", highlight=False)
     for r in rows:
         state = {"current": "current",
+                 "staged": "staged: in /trust/vical-ca.pem, certifying nothing until the rollover",
                  "retired": "retired, still a VICAL anchor" if r.trusted else "retired",
                  "withdrawn": f"withdrawn ({r.reason}, {r.revoked_at:%Y-%m-%d %H:%M}Z), out of /trust/vical-ca.pem"
                  if r.revoked_at else "withdrawn"}[r.state]
@@ -992,49 +993,92 @@ def vical_ca_list(as_json: bool = typer.Option(False, "--json")) -> None:
                    f"  signers {', '.join(r.signers) or '(none)'}  CRL {r.crl}")
 
 
-def vical_ca_rollover(
-    compromised: bool = typer.Option(False, "--compromised", help="The VICAL CA's key (or that of a VICAL signer "
-                                     "readers cannot look up) is known or suspected in other hands: withdraw it at "
-                                     "once (out of /trust/vical-ca.pem, its CRL gone, its signers revoked, "
-                                     "cACompromise) instead of retiring it."),
-    as_json: bool = typer.Option(False, "--json"),
-) -> None:
-    """Start a new VICAL CA generation with a new VICAL signer under it; the VICAL
-    (/trust/vical) is re-signed by that signer at once, its vicalIssueID higher than any before.
+def vical_ca_stage(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Make the next VICAL CA generation and publish it in /trust/vical-ca.pem at once, after
+    the current one, without starting it.
 
-    Readers of the VICAL need the new CA from now on: /trust/vical-ca.pem (or mcred export
-    vical --ca) into their --vical-trust file. Without --compromised the CA before is retired:
-    still listed in /trust/vical-ca.pem while a signer it certified is valid and not revoked, its
-    CRL still published. With --compromised it is withdrawn: a CA cannot be listed on its own
-    CRL, so readers drop it by taking the new /trust/vical-ca.pem; its key signs nothing more
-    (its CRL answers 410) and may then be destroyed (mcred mdoc key destroy)."""
+    The current VICAL CA and its signer go on signing the VICAL; readers that put
+    /trust/vical-ca.pem (mcred export vical --ca) into their --vical-trust file from now on
+    take the VICALs signed under the staged CA once `mcred mdoc vical-ca rollover` starts it
+    (or the automatic rollover in the current CA's last 90 days), with nothing more to do.
+    One staged generation at a time; the VICAL CA stages the next one by itself in its last
+    180 days."""
     from issuer.mdoc.errors import IssuerMdocError
 
     svc = _mdoc_service()[1]
     try:
-        done = svc.rollover_vical_ca(compromised=compromised, actor=cli_actor())
-    except IssuerMdocError as exc:  # no VICAL CA yet, or the new one cannot be made: nothing was changed
+        done = svc.stage_vical_ca(actor=cli_actor())
+    except IssuerMdocError as exc:  # one staged already, or no VICAL CA yet: nothing was made
+        raise _fail(str(exc), 2, as_json) from None
+    if as_json:
+        print(json.dumps(done.to_json(), ensure_ascii=False))
+        return
+    staged = done.staged
+    console.print(f"staged VICAL CA {staged.label} serial {staged.serial} until {staged.not_after:%Y-%m-%d}; "
+                  f"{done.current} goes on certifying the VICAL signer", highlight=False)
+    console.print("[yellow]give readers of the VICAL the new anchors now (/trust/vical-ca.pem, mcred export vical "
+                  "--ca, into their --vical-trust file), then start it: mcred mdoc vical-ca rollover[/]")
+
+
+def vical_ca_rollover(
+    compromised: bool = typer.Option(False, "--compromised", help="The VICAL CA's key (or that of a VICAL signer "
+                                     "readers cannot look up) is known or suspected in other hands: withdraw it at "
+                                     "once (out of /trust/vical-ca.pem, its CRL gone, its signers revoked, "
+                                     "cACompromise) instead of retiring it. The staged CA starts in its place."),
+    fresh: bool = typer.Option(False, "--fresh", help="With --compromised: the compromise may reach the staged "
+                               "VICAL CA's key too (the key store, its passphrase, the host or token, not one key): "
+                               "withdraw the staged CA as well and make a new one (readers need it at once)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Start the next VICAL CA generation with a new VICAL signer under it; the VICAL
+    (/trust/vical) is re-signed by that signer at once, its vicalIssueID higher than any before.
+
+    The staged generation (mcred mdoc vical-ca stage) when there is one: readers that took
+    /trust/vical-ca.pem since it was staged take the new VICAL at once. Else a new one, which
+    readers of the VICAL need from now on: /trust/vical-ca.pem (or mcred export vical --ca)
+    into their --vical-trust file. Without --compromised the CA before is retired: still
+    listed in /trust/vical-ca.pem while a signer it certified is valid and not revoked, its CRL
+    still published. With --compromised it is withdrawn: a CA cannot be listed on its own CRL,
+    so readers drop it by taking the new /trust/vical-ca.pem; its key signs nothing more (its
+    CRL answers 410) and may then be destroyed (mcred mdoc key destroy)."""
+    from issuer.mdoc.errors import IssuerMdocError
+
+    svc = _mdoc_service()[1]
+    try:
+        done = svc.rollover_vical_ca(compromised=compromised, fresh=fresh, actor=cli_actor())
+    except IssuerMdocError as exc:  # no VICAL CA yet, --fresh alone, or the new one cannot be made: nothing changed
         raise _fail(str(exc), 2, as_json) from None
     if as_json:
         print(json.dumps(done.to_json(), ensure_ascii=False))
         return
     old, new = done.previous, done.current
-    console.print(f"new VICAL CA {new.label} serial {new.serial} until {new.not_after:%Y-%m-%d}; the VICAL is signed "
+    made = f"staged VICAL CA {new.label} started" if done.staged_since else f"new VICAL CA {new.label}"
+    console.print(f"{made} serial {new.serial} until {new.not_after:%Y-%m-%d}; the VICAL is signed "
                   f"by {done.signing.label} under it from now on (vicalIssueID {done.vical_issue_id})",
                   highlight=False)
+    if done.staged_since:
+        console.print(f"it has been in /trust/vical-ca.pem since {done.staged_since:%Y-%m-%d %H:%M} UTC: readers "
+                      "that took it since then take the new VICAL at once", highlight=False)
+    if done.withdrawn_staged:
+        console.print(f"the staged {done.withdrawn_staged} withdrawn with it (cACompromise): out of "
+                      "/trust/vical-ca.pem", highlight=False)
     if done.withdrawn:
         console.print(f"{old.label} withdrawn (cACompromise): out of /trust/vical-ca.pem, its CRL gone, it signs "
                       "nothing more" + (f"; revoked with it: {', '.join(done.revoked_signers)}"
                                         if done.revoked_signers else ""), highlight=False)
-        console.print(f"[yellow]readers of the VICAL refuse it until they hold {new.label}: give them "
-                      f"/trust/vical-ca.pem (mcred export vical --ca) now; then destroy the key: mcred mdoc key "
-                      f"destroy {old.label}[/]")
+        keys = " ".join([old.label] + ([done.withdrawn_staged] if done.withdrawn_staged else []))
+        console.print("[yellow]readers of the VICAL drop it only once they take /trust/vical-ca.pem (mcred export "
+                      "vical --ca) again: give it to them now"
+                      + ("" if done.staged_since else f" (they refuse the new VICAL until they hold {new.label})")
+                      + f"; then destroy the key: mcred mdoc key destroy {keys}[/]")
     else:
         console.print(f"{old.label} retired: still in /trust/vical-ca.pem while a signer it certified is valid"
                       + (f" ({', '.join(done.retired_signers)} retired)" if done.retired_signers else ""),
                       highlight=False)
-        console.print(f"[yellow]readers of the VICAL need {new.label}: give them /trust/vical-ca.pem (mcred export "
-                      "vical --ca)[/]")
+        if not done.staged_since:
+            console.print(f"[yellow]readers had no warning: they refuse the new VICAL until they hold {new.label}; "
+                          "give them /trust/vical-ca.pem (mcred export vical --ca) now (mcred mdoc vical-ca stage "
+                          "publishes the next one ahead of its use)[/]")
 
 
 def _said_destroyed(done) -> None:  # noqa: ANN001 - a KeyDestructionResult or None
@@ -1117,8 +1161,9 @@ def register(app: typer.Typer) -> None:
     vical_signer.command("list")(vical_signer_list)
     vical_signer.command("revoke")(vical_signer_revoke)
     vical_ca = _group(mdoc, "vical-ca", "The VICAL CA (the anchor readers trust for the VICAL, ISO/IEC 18013-5 "
-                      "Annex C.1.7) generations: list, rollover.")
+                      "Annex C.1.7) generations: list, stage, rollover.")
     vical_ca.command("list")(vical_ca_list)
+    vical_ca.command("stage")(vical_ca_stage)
     vical_ca.command("rollover")(vical_ca_rollover)
     key = _group(mdoc, "key", "The private keys of the mdoc issuer's signers: destroy one no duty needs.")
     key.command("destroy")(key_destroy)
