@@ -6,8 +6,10 @@ handed to the parties (who never build their own wiring).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -88,6 +90,21 @@ class Context:
     home: Path
     database: str
     public_url: str = field(default_factory=public_url)
+    #: The clock of the issuer's services built for this context (:func:`mcred.mdoc_flow.mdoc_service`,
+    #: :func:`mcred.jpki_flow.jpki_issuer`, :func:`mcred.timestamps.time_stamp_authority`): None, the
+    #: system's; a test sets one to move the installation through time (a root's last months, a CRL
+    #: near its nextUpdate) as the service and its scheduled housekeeping see it.
+    clock: Callable[[], dt.datetime] | None = field(default=None, compare=False, repr=False)
+
+    def clocked(self, key: tuple) -> tuple:
+        """``key`` (what tells one installation's services from another's in a process), with
+        the clock when one is set: services on a test's clock are not the system clock's."""
+        return key if self.clock is None else (*key, self.clock)
+
+    def clock_option(self) -> dict[str, Callable[[], dt.datetime]]:
+        """``{"clock": ...}`` for a service's constructor when a clock is set, else nothing
+        (the service's own default, the system clock)."""
+        return {} if self.clock is None else {"clock": self.clock}
 
     @classmethod
     def open(cls, home: Path | None = None, database: str | None = None, *,

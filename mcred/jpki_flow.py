@@ -38,14 +38,14 @@ _DIGEST_INFO = {
     "sha384": bytes.fromhex("3041300d060960864801650304020205000430"),
 }
 
-_ISSUERS: dict[tuple[str, str], JpkiIssuer] = {}
+_ISSUERS: dict[tuple, JpkiIssuer] = {}
 
 
 def jpki_issuer(ctx: Context) -> JpkiIssuer:
     """The installation's JPKI issuer (one per data directory and database), CA set up."""
-    key = (str(ctx.home), ctx.database)
+    key = ctx.clocked((str(ctx.home), ctx.database))
     if key not in _ISSUERS:
-        issuer = JpkiIssuer(ctx.sessions, ctx.keystore, profile_for(ctx.public_url))
+        issuer = JpkiIssuer(ctx.sessions, ctx.keystore, profile_for(ctx.public_url), **ctx.clock_option())
         if not issuer.ca.is_set_up():
             issuer.setup()
         _ISSUERS[key] = issuer

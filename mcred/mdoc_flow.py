@@ -17,7 +17,7 @@ from issuer.mdoc.service import MdocService
 from mcred.context import ConfigError, Context
 from protocols import cardsub
 
-_SERVICES: dict[tuple[str, str, str], MdocService] = {}
+_SERVICES: dict[tuple, MdocService] = {}
 
 
 def portrait_path(home: Path, holder_id: str) -> Path:
@@ -56,7 +56,7 @@ def mdoc_service(ctx: Context) -> MdocService:
     from now on, beside the status list reference (specs/status-list.md);
     ``$MCRED_MDOC_AGE_OVER`` (:func:`age_over_setting`) adds age_over_NN elements to 18 and 20.
     """
-    key = (str(ctx.home), ctx.database, ctx.public_url)
+    key = ctx.clocked((str(ctx.home), ctx.database, ctx.public_url))
     if key not in _SERVICES:
         config = MdocPkiConfig(algorithm=os.environ.get("MCRED_MDOC_ALG", "ES256"))
         policy = IssuancePolicy(identifier_list=os.environ.get(
@@ -64,5 +64,5 @@ def mdoc_service(ctx: Context) -> MdocService:
                                 age_over=age_over_setting())
         _SERVICES[key] = MdocService(ctx.sessions, ctx.keystore, ctx.public_url,
                                      pki_config=config, issuance_policy=policy,
-                                     portrait_for=_portraits(ctx.home))
+                                     portrait_for=_portraits(ctx.home), **ctx.clock_option())
     return _SERVICES[key]

@@ -31,18 +31,19 @@ from reader.fetch import FetchError, fetch
 MAX_RESPONSE_BYTES = 64 * 1024
 TIMEOUT = 10.0
 
-_TSAS: dict[tuple[str, str], TimeStampAuthority] = {}
+_TSAS: dict[tuple, TimeStampAuthority] = {}
 _LOCK = threading.Lock()
 
 
 def time_stamp_authority(ctx: Context) -> TimeStampAuthority:
     """The installation's TSA (one per data directory and database): its root and unit made
     on first use, by one process at a time."""
-    key = (str(ctx.home), ctx.database)
+    key = ctx.clocked((str(ctx.home), ctx.database))
     if key not in _TSAS:
         with _LOCK:
             if key not in _TSAS:
-                authority = TimeStampAuthority(ctx.sessions, ctx.keystore, crl_url=f"{ctx.public_url}/tsa/root.crl")
+                authority = TimeStampAuthority(ctx.sessions, ctx.keystore, crl_url=f"{ctx.public_url}/tsa/root.crl",
+                                               **ctx.clock_option())
                 with setup_lock(ctx.engine, ctx.home):  # two workers must not both make the root
                     authority.unit()
                 _TSAS[key] = authority
