@@ -443,3 +443,49 @@ def setup_lock(engine: Engine, home: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+#: First key of :func:`try_lock`'s ``pg_try_advisory_lock(key, hashtext(name and schema))``
+#: (any fixed 32-bit value, not the migrations' :data:`MIGRATION_LOCK_KEY`)
+TRY_LOCK_KEY = 0x6D635452
+
+
+@contextmanager
+def try_lock(engine: Engine, home: Path, name: str) -> Iterator[bool]:
+    """Held by at most one process of an installation at a time, without waiting: yields
+    True to the one that took it (held until the block ends), False at once to any other
+    while it is held, so that the others skip the work rather than queue for it (the
+    scheduled housekeeping of ``mcred serve --workers N``; :func:`setup_lock` waits instead).
+    PostgreSQL: a session advisory lock on a connection of its own, keyed by ``name`` and
+    the schema (so that installations in other schemas of one database do not meet); the
+    server lets it go if that connection is lost. SQLite: ``flock`` on
+    ``<home>/.<name>.lock`` (an exclusive lock per open file, so two engines of one process
+    exclude each other as two processes do). ``name``: letters, digits, ``-`` and ``_``."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+        raise ValueError(f"lock name {name!r}: 1 to 64 of A-Z a-z 0-9 - _")
+    if engine.dialect.name == "postgresql":
+        key = "hashtext(:n || '/' || coalesce(current_schema(), ''))"
+        with engine.connect() as conn:
+            got = bool(conn.execute(text(f"SELECT pg_try_advisory_lock(:k, {key})"),
+                                    {"k": TRY_LOCK_KEY, "n": name}).scalar())
+            conn.commit()  # a session lock outlives the transaction; nothing else is held
+            try:
+                yield got
+            finally:
+                if got:
+                    conn.execute(text(f"SELECT pg_advisory_unlock(:k, {key})"), {"k": TRY_LOCK_KEY, "n": name})
+                    conn.commit()
+        return
+    import fcntl
+
+    fd = os.open(Path(home) / f".{name}.lock", os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a+b") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
