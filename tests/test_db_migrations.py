@@ -74,7 +74,8 @@ def test_the_migrated_schema_is_the_one_the_models_declare(db_url):
 
     import issuer.api.jobs
     import issuer.jpki.models
-    import issuer.mdoc.models  # noqa: F401 - their tables join IssuerBase's metadata
+    import issuer.mdoc.models
+    import issuer.task_runs  # noqa: F401 - their tables join IssuerBase's metadata
     import reader.rp_watch  # noqa: F401 - its tables join ReaderBase's metadata
     import reader.vical_memory  # noqa: F401 - its table joins ReaderBase's metadata
     from issuer.db import IssuerBase
@@ -119,7 +120,7 @@ def test_the_expiry_index_comes_and_goes_with_its_migration(db_url):
     engine.dispose()
     assert set(indexes()) == before - {"ix_credential_expiry"}
     applied, newest = schema_status(engine)
-    assert "i0013wflease" in applied and "i0024tsacrl" in newest and applied != newest
+    assert "i0013wflease" in applied and "i0025taskruns" in newest and applied != newest
     migrate(engine)
     assert indexes()["ix_credential_expiry"] == ["kind", "not_after"]
     assert schema_status(engine)[0] == schema_status(engine)[1]
