@@ -60,8 +60,28 @@ CHANNEL = "mcred_seram_relay"
 GRACE_S = 10.0
 #: how often a pump deletes answers nobody took (their requester went away)
 PURGE_EVERY_S = 60.0
-#: session rows of this process older than this are forgotten when it opens another
+#: session rows of this process older than this are forgotten when it opens another (and any
+#: process's, by :func:`forget_stale`)
 FORGET_AFTER = dt.timedelta(days=1)
+#: a relayed message older than this is forgotten by :func:`forget_stale`: its requester gave up
+#: :data:`GRACE_S` after the long poll's time, and a process that went away never answers it
+MESSAGE_FORGET_AFTER = dt.timedelta(hours=1)
+
+
+def forget_stale(engine: Engine, now: dt.datetime | None = None) -> tuple[int, int]:
+    """Delete what processes that went away left in the relay's tables: session rows older
+    than :data:`FORGET_AFTER` (a process forgets its own when it opens another, and all of
+    them when it stops; one killed did neither) and messages older than
+    :data:`MESSAGE_FORGET_AFTER` (a pump purges the answered ones of its own process only,
+    and nobody the ones whose owner is gone). ``(sessions, messages)`` deleted. For a
+    schedule (the service's housekeeping); a live session or message is never that old."""
+    now = now or utcnow()
+    with engine.begin() as conn:
+        sessions = conn.execute(delete(SeramSessionRow).where(
+            SeramSessionRow.created_at < now - FORGET_AFTER)).rowcount or 0
+        messages = conn.execute(delete(SeramMessageRow).where(
+            SeramMessageRow.created_at < now - MESSAGE_FORGET_AFTER)).rowcount or 0
+    return sessions, messages
 
 
 class SeramRelay:
