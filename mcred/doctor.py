@@ -353,6 +353,60 @@ def _workflows(ctx) -> Finding:  # noqa: ANN001
                    "that resumes it")
 
 
+#: ``mcred doctor`` says housekeeping is behind when no task ran for this long: the issuer's
+#: CRLs are signed again in the last hour before their nextUpdate, so a schedule that comes
+#: less often leaves the first relying party after that hour waiting for the signature
+HOUSEKEEPING_LATE = 3600
+
+
+def _housekeeping(ctx, now=None) -> Finding:  # noqa: ANN001
+    """When the scheduled housekeeping (mcred/housekeeping.py) last ran in this installation,
+    by which process, and whether each task's last run succeeded, from its record
+    (``task_runs``) only: never run (no ``mcred serve`` with its schedule, no cron), no run
+    for :data:`HOUSEKEEPING_LATE` seconds, or a task whose last run failed, each named with
+    what to do (specs/revocation.md section 8)."""
+    import datetime as dt
+
+    from mcred.housekeeping import DEFAULT_INTERVAL, TASKS, last_runs
+
+    enables = ("the issuer's time-driven work done before anyone waits for it: CRLs and status lists signed "
+               "again, the VICAL CA staged in its last months, signers rolled over, stale jobs cleared")
+    how = (f"mcred serve runs it every {DEFAULT_INTERVAL:g} s (--housekeeping-interval); without the service, "
+           "run mcred housekeeping run from cron, at least hourly")
+    now = now or dt.datetime.now(dt.UTC)
+    try:
+        rows = last_runs(ctx)
+    except Exception as exc:  # noqa: BLE001 - reported (the database finding says why)
+        return Finding("housekeeping", False, f"cannot read its record: {type(exc).__name__}", enables,
+                       "see the database finding")
+    if not rows:
+        return Finding("housekeeping", False, "never ran in this installation", enables, how)
+    last = max(rows.values(), key=lambda r: r.last_started_at)
+    ago = int((now - last.last_started_at).total_seconds())
+    detail = (f"last ran {last.last_started_at.isoformat(timespec='seconds')} ({_ago(ago)}), by {last.last_runner}; "
+              f"{len(rows)} of {len(TASKS)} task(s) on record")
+    failed = sorted((r for r in rows.values() if not r.last_ok), key=lambda r: r.task)
+    if failed:
+        said = "; ".join(f"{r.task} failed at {r.last_started_at.isoformat(timespec='seconds')}: "
+                         f"{r.last_outcome[:160]}" for r in failed[:3])
+        return Finding("housekeeping", False, f"{detail}; {said}", enables,
+                       "see the error (the service's log has the traceback), then mcred housekeeping run --only "
+                       + " --only ".join(r.task for r in failed))
+    if ago > HOUSEKEEPING_LATE:
+        return Finding("housekeeping", False, f"{detail}: none since", enables, how)
+    return Finding("housekeeping", True, f"{detail}, the last run of each succeeded", enables)
+
+
+def _ago(seconds: int) -> str:
+    if seconds < 120:
+        return f"{max(seconds, 0)} s ago"
+    if seconds < 7200:
+        return f"{seconds // 60} min ago"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} days ago"
+
+
 def _first_contact(ctx) -> Finding:  # noqa: ANN001
     """How the TSM meets a factory-fresh SE, which SE makers it trusts, and who it shows
     itself as."""
@@ -659,7 +713,7 @@ _OWN = 5
 def diagnose(ctx) -> list[Finding]:  # noqa: ANN001
     """Every finding, the installation's own first."""
     return [_database(ctx), _public_url(), _keystore(ctx), _master_key(ctx), _reader_session_key(ctx),
-            _data_access(ctx), _secure_elements(ctx), _workflows(ctx), _first_contact(ctx), _tsa(ctx), _mdoc_iaca(ctx), _vical_ca(ctx), _mdoc_signers_out_of_use(ctx), _compromised_keys(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _pdf(), _xml(), _hsm(), _scan(),
+            _data_access(ctx), _secure_elements(ctx), _workflows(ctx), _housekeeping(ctx), _first_contact(ctx), _tsa(ctx), _mdoc_iaca(ctx), _vical_ca(ctx), _mdoc_signers_out_of_use(ctx), _compromised_keys(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _pdf(), _xml(), _hsm(), _scan(),
             *(_node_peer(*peer) for peer in NODE_PEERS), _yubikit(), _openssl(), _tshark()]
 
 

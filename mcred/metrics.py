@@ -11,6 +11,13 @@ Two kinds, both in the text exposition format of ``prometheus_client``:
   the same, installation-wide values): credentials by kind and status, phones by state,
   API and TSM jobs by kind and state, status lists and their allocated indices, and issuer
   key generations by purpose and state.
+* **Housekeeping** (:mod:`mcred.housekeeping`), read from ``task_runs`` at each scrape, by
+  task: runs and failures so far (``mcred_housekeeping_runs_total``,
+  ``mcred_housekeeping_failures_total``, 0 for a task that never ran), and of its last run
+  the start (``mcred_housekeeping_last_run_timestamp_seconds``), whether it succeeded
+  (``mcred_housekeeping_last_ok``), how long it took (``mcred_housekeeping_last_duration_seconds``),
+  and the start of its last success (``mcred_housekeeping_last_success_timestamp_seconds``):
+  whichever process ran it, a service worker or a command line.
 
 The parties know nothing of this: the composition root reads their tables and wraps the
 app. Scraping needs a bearer token with scope ``operator`` (deny by default).
@@ -39,7 +46,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select
 from starlette.routing import Match
@@ -115,6 +122,48 @@ class RegistryCollector:
         yield g
 
 
+class HousekeepingCollector:
+    """The scheduled housekeeping's record (``task_runs``), by task, read at scrape time. A
+    record that cannot be read is left out (``mcred_registry_up`` says the database is down)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        from mcred.housekeeping import TASKS, last_runs
+
+        try:
+            rows = last_runs(self.ctx)
+        except Exception:  # noqa: BLE001 - a scrape never fails for it
+            return
+        runs = CounterMetricFamily("mcred_housekeeping_runs", "Runs of each housekeeping task, by any process",
+                                   labels=["task"])
+        failures = CounterMetricFamily("mcred_housekeeping_failures", "Runs of each housekeeping task that "
+                                       "failed", labels=["task"])
+        started = GaugeMetricFamily("mcred_housekeeping_last_run_timestamp_seconds", "When the last run of "
+                                    "each housekeeping task started (Unix time)", labels=["task"])
+        succeeded = GaugeMetricFamily("mcred_housekeeping_last_success_timestamp_seconds", "When the last "
+                                      "successful run of each housekeeping task started (Unix time)",
+                                      labels=["task"])
+        ok = GaugeMetricFamily("mcred_housekeeping_last_ok", "1 when the last run of each housekeeping task "
+                               "succeeded", labels=["task"])
+        seconds = GaugeMetricFamily("mcred_housekeeping_last_duration_seconds", "How long the last run of each "
+                                    "housekeeping task took", labels=["task"])
+        names = [t.name for t in TASKS] + sorted(set(rows) - {t.name for t in TASKS})
+        for name in names:
+            row = rows.get(name)
+            runs.add_metric([name], row.runs if row is not None else 0)
+            failures.add_metric([name], row.failures if row is not None else 0)
+            if row is None:
+                continue
+            started.add_metric([name], row.last_started_at.timestamp())
+            if row.last_success_at is not None:
+                succeeded.add_metric([name], row.last_success_at.timestamp())
+            ok.add_metric([name], 1 if row.last_ok else 0)
+            seconds.add_metric([name], row.last_seconds)
+        yield from (runs, failures, started, succeeded, ok, seconds)
+
+
 class Metrics:
     """This process's request metrics and (given a context) the registry collector, in one
     registry; the stand-alone reader (:mod:`mcred.reader_ops`) adds its own to it."""
@@ -130,8 +179,9 @@ class Metrics:
                                "answered by the one holding its session", ["side"], registry=self.registry)
         self._collectors: list = []  # read at scrape time, in this process (the registry's tables)
         if ctx is not None:
-            self._collectors.append(RegistryCollector(ctx))
-            self.registry.register(self._collectors[-1])
+            for collector in (RegistryCollector(ctx), HousekeepingCollector(ctx)):
+                self._collectors.append(collector)
+                self.registry.register(collector)
 
     def install(self, app: FastAPI) -> None:
         """Count every HTTP request (a plain ASGI middleware: no per-request task or body

@@ -15,6 +15,7 @@ them and attaches authentication, so a route without a declared scope cannot exi
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import os
 from collections.abc import Collection
@@ -250,16 +251,23 @@ def max_body_size() -> int:
 
 def create_app(ctx: Context | None = None, *, job_workers: int | None = None,
                extra_mounts: list[Mount] | None = None, seram_relay: bool | None = None,
-               workflow_lease: float | None = None) -> FastAPI:
+               workflow_lease: float | None = None, housekeeping_interval: float | None = None) -> FastAPI:
     """The service for ``ctx``. ``extra_mounts`` (tests) go through the same checks.
     ``seram_relay``: GP SERAM sessions reachable through every process of the service
     (``tsm.seram_relay``); default: when ``mcred serve`` runs more than one.
     ``workflow_lease``: seconds the lease of a workflow run the API accepted lasts unless
-    renewed (``issuer.handover.LEASE_SECONDS``; tests shorten it)."""
+    renewed (``issuer.handover.LEASE_SECONDS``; tests shorten it).
+    ``housekeeping_interval``: seconds between the scheduled housekeeping runs
+    (:class:`mcred.housekeeping.Housekeeper`, started and stopped with the app, in one process
+    of the installation at a time); None or 0: none (``mcred serve`` and :func:`app_from_env`
+    give it, 300 s by default)."""
     ctx = ctx or Context.open()
     ctx.se_roots  # noqa: B018 - a first-contact setting that cannot work stops the service now, named
     runner_box: list[JobRunner] = []
     relay_box: list = []
+    from mcred.housekeeping import Housekeeper
+
+    housekeeper = Housekeeper(ctx, housekeeping_interval) if housekeeping_interval else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -268,7 +276,11 @@ def create_app(ctx: Context | None = None, *, job_workers: int | None = None,
             runner_box[0].start()
         if relay_box:
             relay_box[0].start()
+        if housekeeper is not None:
+            housekeeper.start()
         yield
+        if housekeeper is not None:  # a task running is let finish; none starts after
+            await asyncio.to_thread(housekeeper.stop)
         if relay_box:
             relay_box[0].stop()
         if runner_box:
@@ -279,6 +291,7 @@ def create_app(ctx: Context | None = None, *, job_workers: int | None = None,
                   max_body_size=max_body_size(),  # counted as read: 413 past it (specs/api.md)
                   dependencies=[Depends(problems.refuse_unknown_query)])
     app.state.ctx = ctx
+    app.state.housekeeper = housekeeper
     from mcred.mdoc_flow import age_over_setting
 
     age_over_setting()  # a setting that cannot work stops the server at its start, not at its first mdoc
@@ -350,7 +363,8 @@ def app_from_env() -> FastAPI:
     setting, database or key store that cannot work is one ``error:`` line and exit 2, as
     from ``mcred serve``, not a traceback."""
     from mcred.fatal import unusable_exits
+    from mcred.housekeeping import interval_from_env
 
     with unusable_exits():
-        app = create_app()
+        app = create_app(housekeeping_interval=interval_from_env())
     return app

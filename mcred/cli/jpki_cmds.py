@@ -922,8 +922,14 @@ def serve(port: int = typer.Option(8470, "--port"),
                                                    "certificate chain (PEM, leaf first); needs --ssl-keyfile. "
                                                    "MCRED_PUBLIC_URL should then say https."),
           ssl_keyfile: Path | None = typer.Option(None, "--ssl-keyfile", help="The private key of "
-                                                  "--ssl-certfile (PEM).")) -> None:
-    """Run the HTTP service (OCSP, CRLs, trust material, ...) with uvicorn."""
+                                                  "--ssl-certfile (PEM)."),
+          housekeeping_interval: float = typer.Option(300.0, "--housekeeping-interval", min=0, help="Seconds "
+                                                      "between the issuer's housekeeping runs (CRLs, status lists, "
+                                                      "the VICAL CA's staging, signer rollovers, stale jobs: mcred "
+                                                      "housekeeping tasks), made by one worker at a time; 0: none "
+                                                      "(run mcred housekeeping run from cron instead).")) -> None:
+    """Run the HTTP service (OCSP, CRLs, trust material, ...) with uvicorn, and its scheduled
+    housekeeping."""
     import uvicorn
 
     from mcred.context import Context
@@ -942,8 +948,10 @@ def serve(port: int = typer.Option(8470, "--port"),
     mismatch = public_url_mismatch(ctx.public_url, host, port, bool(tls))
     if mismatch:
         typer.echo(mismatch, err=True)
+    if housekeeping_interval:
+        said += f", housekeeping every {housekeeping_interval:g} s"
     if workers == 1:
-        service = create_app(ctx)
+        service = create_app(ctx, housekeeping_interval=housekeeping_interval or None)
         typer.echo(said)
         uvicorn.run(service, host=host, port=port, log_level="warning", **tls)
         return
@@ -952,6 +960,9 @@ def serve(port: int = typer.Option(8470, "--port"),
     from mcred.metrics import shared_across_workers
 
     os.environ["MCRED_SERVE_WORKERS"] = str(workers)  # each worker's app knows it is not alone
+    from mcred.housekeeping import INTERVAL_ENV
+
+    os.environ[INTERVAL_ENV] = str(housekeeping_interval)  # each worker's schedule (one runs it at a time)
     with shared_across_workers():  # /metrics sums every worker's counts
         uvicorn.run("mcred.service:app_from_env", factory=True, workers=workers, host=host, port=port,
                     log_level="warning", **tls)

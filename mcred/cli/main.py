@@ -118,6 +118,7 @@ _AREAS = [
     "mcred.cli.present_cmds",
     "mcred.cli.ble_cmds",
     "mcred.cli.tsa_cmds",
+    "mcred.cli.housekeeping_cmds",
 ]
 
 for _name in _AREAS:
