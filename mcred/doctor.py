@@ -557,7 +557,8 @@ def _vical_ca(ctx, now=None) -> Finding:  # noqa: ANN001
     ``rollover_margin``) onto a CA readers were never given: none staged once its staging
     window is open (``vical_ca_notice`` before that; specs/issuer-keys.md, "The VICAL CA
     staged ahead"). The issuer stages it by itself at the next VICAL it signs (or
-    /trust/vical-ca.pem asked), so this says an installation whose VICAL nobody asked for."""
+    /trust/vical-ca.pem asked, by a reader or the scheduled housekeeping), so this says an
+    installation whose VICAL nobody asked for and whose housekeeping did not run."""
     import datetime as dt
 
     from issuer.mdoc.pki import PURPOSE_VICAL_CA
