@@ -56,6 +56,7 @@ from issuer.key_destruction import (
     KeyDestructionRefused,
     KeyDestructionResult,
     SignerStillSigning,
+    already_destroyed,
     destroy_and_record,
     take_row,
 )
@@ -568,7 +569,7 @@ class TimeStampAuthority:
             row = self.key_row(s, which)
             take_row(s, row)
             if row.key_destroyed_at is not None:
-                return KeyDestructionResult.of(row, False)
+                return already_destroyed(s, self.keystore, row, actor=actor, action="tsa.key.destroy")
             refusal = self.key_duty(s, row, now)
             if refusal is not None:
                 raise refusal

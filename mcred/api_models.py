@@ -992,6 +992,9 @@ class KeyDestruction(_Closed):
     already: bool = Field(description="destroyed before this request (nothing changed)")
     found_absent: bool = Field(description="the key store held no key of it any more when asked (recorded as "
                                            "destroyed now)")
+    restored: bool = Field(False, description="recorded destroyed before (already), yet the key store held its key "
+                           "again (a backup of the store restored, a token's objects re-imported): destroyed again "
+                           "now, audited with restored; key_destroyed_at stays the first destruction's")
 
 
 # -- the latest basic four data and the user-authentication linkage services -------------

@@ -623,6 +623,45 @@ def _compromised_keys(ctx) -> Finding:  # noqa: ANN001
                    "; ".join(f"{commands[purpose]} {label}" for label, purpose in kept))
 
 
+def _destroyed_keys_back(ctx) -> Finding:  # noqa: ANN001
+    """Whether the key store holds again a key the registry records destroyed
+    (``key_destroyed_at``): a backup of the key files restored, a token's objects
+    re-imported. Nothing signs with it (each PKI refuses on the record), but a key that is
+    there can be copied: the destruction is no longer what the record says. The fix
+    destroys it again (``restored`` in the answer and the audit event)."""
+    from issuer.db import IssuerKey
+    from issuer.jpki.ca import JpkiCa
+    from issuer.mdoc.pki import MdocPki
+    from issuer.tsa import PURPOSE_ROOT, PURPOSE_UNIT
+
+    commands = {**dict.fromkeys(MdocPki.DESTROYABLE, "mcred mdoc key destroy"),
+                **dict.fromkeys(JpkiCa.DESTROYABLE, "mcred jpki key destroy"),
+                **dict.fromkeys((PURPOSE_ROOT, PURPOSE_UNIT), "mcred tsa key destroy")}
+    name, enables = "destroyed keys", "key destructions that stay done (no destroyed key back in the key store)"
+    try:
+        with ctx.sessions() as s:
+            rows = [(r.label, r.purpose) for r in s.query(IssuerKey).filter(
+                IssuerKey.purpose.in_(sorted(commands)), IssuerKey.key_destroyed_at.is_not(None))
+                .order_by(IssuerKey.key_destroyed_at, IssuerKey.label)]
+    except Exception as exc:  # noqa: BLE001 - reported (the database finding says why)
+        return Finding(name, False, f"cannot read the registry: {type(exc).__name__}", enables,
+                       "see the database finding")
+    if not rows:
+        return Finding(name, True, "none destroyed yet", enables)
+    try:
+        back = [(label, purpose) for label, purpose in rows if ctx.keystore.has(label)]
+    except Exception as exc:  # noqa: BLE001 - reported (the key store finding says why)
+        return Finding(name, False, f"cannot ask the key store: {type(exc).__name__}", enables,
+                       "see the issuer key store finding")
+    if not back:
+        return Finding(name, True, f"{len(rows)} destroyed, none back in the key store", enables)
+    labels = [label for label, _ in back]
+    return Finding(name, False, f"{len(back)} key(s) recorded destroyed are in the key store again, restored "
+                   f"from a backup? ({', '.join(labels[:5])}{', ...' if len(back) > 5 else ''}); nothing signs "
+                   "with them, but they can be copied", enables,
+                   "; ".join(f"{commands[purpose]} {label}" for label, purpose in back))
+
+
 def _data_access(ctx) -> Finding:  # noqa: ANN001
     """Whether others may enter the data directory or read its SQLite database: a home made
     by an older release (before its modes were fixed), or under a wide umask, or one the operator chose,
@@ -659,7 +698,7 @@ _OWN = 5
 def diagnose(ctx) -> list[Finding]:  # noqa: ANN001
     """Every finding, the installation's own first."""
     return [_database(ctx), _public_url(), _keystore(ctx), _master_key(ctx), _reader_session_key(ctx),
-            _data_access(ctx), _secure_elements(ctx), _workflows(ctx), _first_contact(ctx), _tsa(ctx), _mdoc_iaca(ctx), _vical_ca(ctx), _mdoc_signers_out_of_use(ctx), _compromised_keys(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _pdf(), _xml(), _hsm(), _scan(),
+            _data_access(ctx), _secure_elements(ctx), _workflows(ctx), _first_contact(ctx), _tsa(ctx), _mdoc_iaca(ctx), _vical_ca(ctx), _mdoc_signers_out_of_use(ctx), _compromised_keys(ctx), _destroyed_keys_back(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _pdf(), _xml(), _hsm(), _scan(),
             *(_node_peer(*peer) for peer in NODE_PEERS), _yubikit(), _openssl(), _tshark()]
 
 

@@ -30,6 +30,7 @@ from issuer.key_destruction import (
     KeyDestructionRefused,
     KeyDestructionResult,
     SignerStillSigning,
+    already_destroyed,
     destroy_and_record,
     take_row,
 )
@@ -358,7 +359,7 @@ class JpkiCa:
             row = self.key_row(s, ref)
             take_row(s, row)
             if row.key_destroyed_at is not None:
-                return KeyDestructionResult.of(row, False)
+                return already_destroyed(s, self.keystore, row, actor=actor, action="jpki.key.destroy")
             refusal = self.key_duty(s, row, now)
             if refusal is not None:
                 raise refusal
