@@ -484,7 +484,7 @@ def _jpki_roots(ctx, now=None) -> Finding:  # noqa: ANN001
 
     enables = "JPKI issuance and its relying parties (the trust bundle /trust/jpki-sign-root.pem, jpki-auth-root.pem)"
     now = now or dt.datetime.now(dt.UTC)
-    ca = JpkiCa(ctx.sessions, ctx.keystore)
+    ca = JpkiCa(ctx.sessions, None)  # the registry alone: the key store's own finding says whether it opens
     try:
         found = {p: ca.generations(p) for p in Purpose}
     except Exception as exc:  # noqa: BLE001 - reported (the database finding says why)
