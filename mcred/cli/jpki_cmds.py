@@ -181,8 +181,8 @@ def key_destroy(ref: str = typer.Argument(..., metavar="REF", help="The key: a r
     """Destroy a JPKI key in the key store, for good, once no duty needs it: an older root
     generation's (mcred jpki rollover leaves them) once every certificate it issued has
     expired, an OCSP responder's once a newer one answers for its root generation, or its
-    generation has ended or has nothing left to answer for. Refused (exit 2, nothing changed) for the issuing root generation, the
-    responder answering now, and an older generation with certificates that have not
+    generation has ended or has nothing left to answer for. Refused (exit 2, nothing changed) for the issuing root generation, a
+    staged one (mcred jpki stage), the responder answering now, and an older generation with certificates that have not
     expired (the error says when the last one ends). Its certificate stays (a root's in the
     trust bundle, mcred export jpki-root); the time is recorded and audited
     (jpki.key.destroy). Again: already destroyed, exit 0."""

@@ -283,8 +283,8 @@ def key_destroy(ref: str = typer.Argument(..., metavar="REF", help="The key: a u
                 as_json: bool = typer.Option(False, "--json")) -> None:
     """Destroy a TSA key in the key store, for good, once no duty needs it: a revoked unit's
     (any reason: a key-compromise procedure ends here), or a retired one's (a newer unit
-    stamps). Refused (exit 2, nothing changed) for the unit stamping now and the current
-    root. Its certificate stays (in the registry and in every token it made, which verify as
+    stamps). Refused (exit 2, nothing changed) for the unit stamping now, the current
+    root and a staged one (mcred tsa stage). Its certificate stays (in the registry and in every token it made, which verify as
     before); the time is recorded and audited (tsa.key.destroy). Again: already destroyed,
     exit 0."""
     from issuer.key_destruction import KeyDestructionRefused
