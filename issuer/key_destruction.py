@@ -46,8 +46,9 @@ class KeyDestructionRefused(Exception):
 class SignerStillSigning(KeyDestructionRefused):
     """The key signs now, or will: the current one of its kind (an IACA, a document signer, a
     JPKI root generation issuing certificates, the OCSP responder answering for a root
-    generation, the TSA unit stamping, the TSA root...), or a staged IACA. Revoke it, roll it
-    over or let it be replaced first."""
+    generation, the TSA unit stamping, the TSA root...), or a staged root (an IACA, a JPKI root
+    generation, a TSA root: ``duty`` ``staged``, the next rollover starts it). Revoke it, roll
+    it over or let it be replaced first."""
 
     def __init__(self, message: str, duty: str = "signing") -> None:
         super().__init__(message)
