@@ -46,8 +46,9 @@ class KeyDestructionRefused(Exception):
 class SignerStillSigning(KeyDestructionRefused):
     """The key signs now, or will: the current one of its kind (an IACA, a document signer, a
     JPKI root generation issuing certificates, the OCSP responder answering for a root
-    generation, the TSA unit stamping, the TSA root...), or a staged IACA. Revoke it, roll it
-    over or let it be replaced first."""
+    generation, the TSA unit stamping, the TSA root...), or a staged root (an IACA, a JPKI root
+    generation, a TSA root: ``duty`` ``staged``, the next rollover starts it). Revoke it, roll
+    it over or let it be replaced first."""
 
     def __init__(self, message: str, duty: str = "signing") -> None:
         super().__init__(message)
@@ -83,14 +84,18 @@ class KeyDestructionResult:
     key_destroyed_at: dt.datetime
     changed: bool
     found_absent: bool = False
+    #: recorded destroyed before, yet the key store held the key again (a backup of the store
+    #: restored, a token re-imported): destroyed again by this call, the first record kept
+    restored: bool = False
 
     @classmethod
-    def of(cls, row: IssuerKey, changed: bool, found_absent: bool = False) -> KeyDestructionResult:
+    def of(cls, row: IssuerKey, changed: bool, found_absent: bool = False,
+           restored: bool = False) -> KeyDestructionResult:
         """The result for the key of ``row`` (its certificate read from the row)."""
         cert = x509.load_der_x509_certificate(row.certificate)
         return cls(row.label, row.purpose, format(cert.serial_number, "x"), cert.subject.rfc4514_string(),
                    cert.not_valid_after_utc, row.revoked_at, row.revocation_reason, row.key_destroyed_at,
-                   changed, found_absent)
+                   changed, found_absent, restored)
 
     def to_json(self) -> dict:
         """The answer of ``mcred mdoc|jpki|tsa key destroy --json`` and POST /trust/key-destructions."""
@@ -98,7 +103,7 @@ class KeyDestructionResult:
                 "not_after": self.not_after.isoformat(),
                 "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None, "reason": self.reason,
                 "key_destroyed_at": self.key_destroyed_at.isoformat(), "changed": self.changed,
-                "already": not self.changed, "found_absent": self.found_absent}
+                "already": not self.changed, "found_absent": self.found_absent, "restored": self.restored}
 
 
 def take_row(session: Session, row: IssuerKey) -> None:
@@ -129,8 +134,36 @@ def audit_destruction(session: Session, done: KeyDestructionResult, *, actor: st
     whether and why it was revoked, ``found_absent``), in the caller's transaction."""
     session.add(AuditEvent(actor=actor, action=action, subject=done.label, detail={
         "serial": done.serial, "purpose": done.purpose, "revoked": done.revoked_at is not None,
-        "reason": done.reason, "found_absent": done.found_absent}))
+        "reason": done.reason, "found_absent": done.found_absent,
+        **({"restored": True} if done.restored else {})}))
     session.flush()
+
+
+def destroy_restored(keystore: KeyStore, row: IssuerKey) -> bool:
+    """For the key of ``row``, recorded destroyed already: whether the key store held it
+    again (a backup of the store restored, the token's objects re-imported) and it was
+    destroyed again now. Nothing signs with a key recorded destroyed (each PKI refuses on
+    the record), but a key that is there can still be copied: the destruction is what the
+    record says."""
+    if not keystore.has(row.label):
+        return False
+    try:
+        keystore.destroy(row.label)
+    except KeyNotFound:  # gone meanwhile
+        return False
+    return True
+
+
+def already_destroyed(session: Session, keystore: KeyStore, row: IssuerKey, *, actor: str,
+                      action: str) -> KeyDestructionResult:
+    """The answer to destroying the key of ``row`` again: ``already`` (nothing changed), or,
+    when the key store held it again, destroyed once more and audited as ``action`` with
+    ``restored`` (:func:`destroy_restored`); the row keeps the first ``key_destroyed_at``."""
+    restored = destroy_restored(keystore, row)
+    done = KeyDestructionResult.of(row, False, restored=restored)
+    if restored:
+        audit_destruction(session, done, actor=actor, action=action)
+    return done
 
 
 def destroy_and_record(session: Session, keystore: KeyStore, row: IssuerKey, now: dt.datetime, *,

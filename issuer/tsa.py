@@ -25,7 +25,12 @@ once; the older root certifies nothing more but keeps signing the CRL of the uni
 certified, at its own URL, until they have all expired (a relying party looks a unit up there
 for as long as it is valid). Relying parties trust every generation
 (:meth:`TimeStampAuthority.roots`, the current first), so tokens made before the rollover verify
-as those made after. A key no duty needs any more (a revoked or retired unit's, an older root's
+as those made after. Publish before use: the next root may be staged
+(:meth:`TimeStampAuthority.stage`; by the TSA itself :data:`ROOT_STAGE_DAYS` before its root
+enters its last :data:`ROOT_RENEW_DAYS`): made and listed in ``/tsa/root.pem`` right after the
+current one, certifying nothing until the rollover (asked for, or the TSA's own) starts it, so
+relying parties that follow the bundle hold it before its first time-stamp. A staged root is an
+inactive row of a later generation than the current (active) one. A key no duty needs any more (a revoked or retired unit's, an older root's
 once its units have expired) is destroyed in the key store
 (:meth:`TimeStampAuthority.destroy_key`), its certificate kept in the registry
 (specs/issuer-keys.md, "A signer's key destroyed").
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +62,7 @@ from issuer.key_destruction import (
     KeyDestructionRefused,
     KeyDestructionResult,
     SignerStillSigning,
+    already_destroyed,
     destroy_and_record,
     take_row,
 )
@@ -65,6 +72,8 @@ from protocols import tsp
 from protocols.certs import SerialError, authority_key_id, parse_serial, subject_key_id
 from protocols.crl import REASONS, Revoked, crl_builder
 from protocols.tsp.certificates import build_tsa_root, build_tsa_unit
+
+_log = logging.getLogger(__name__)
 
 #: The lab TSA's policy: an OID under 2.25 (ITU-T X.667: a UUID as an OID, which needs no
 #: registration), UUID 2176a635-70ca-52d0-bc7a-c93781ee97a3 (version 5 of
@@ -79,6 +88,15 @@ UNIT_RENEW_DAYS = 90
 #: :data:`ROOT_NOTICE_DAYS` before, for the operator to roll over first and hand relying parties
 #: the new root.
 ROOT_RENEW_DAYS = UNIT_DAYS
+#: The TSA stages its next root by itself (:meth:`TimeStampAuthority.stage`, at its next time-stamp)
+#: once its root has fewer than ``ROOT_RENEW_DAYS + ROOT_STAGE_DAYS`` left: a year before the
+#: window where the next unit due comes with a new root, so that relying parties following
+#: ``/tsa/root.pem`` hold it at least a year before its first time-stamp (the IACA's 180 days of
+#: notice before its 90 days' margin, scaled to the TSA's three years: a unit is made every two
+#: years and nine months, so the rollover may come up to that long after the window opens, and
+#: a year lets relying parties that fetch the bundle yearly take it).
+ROOT_STAGE_DAYS = 365
+#: ``mcred doctor`` warns this long before the TSA would stage by itself, while nothing is staged.
 ROOT_NOTICE_DAYS = 180
 #: how long a process keeps its unit before reading the registry again (a revocation elsewhere);
 #: this and CRL_REMAKE_SECONDS are counted by the wall clock as well as the monotonic one
@@ -134,6 +152,11 @@ class UnknownTsaKey(TsaError):
     """No key of the TSA answers to the label or serial given (a unit, a root generation)."""
 
 
+class TsaRootAlreadyStaged(TsaError):
+    """A next root generation is staged already (:meth:`TimeStampAuthority.stage`): one at a
+    time; the rollover starts it before another is staged."""
+
+
 class TsaRootKeyDestroyed(KeyDestroyed):
     """The key of an older TSA root was destroyed (its units had all expired): it signs no CRL
     any more; the one it signed last was served until an hour before its nextUpdate."""
@@ -157,13 +180,67 @@ class RootRollover:
     previous: str | None
     crl: str | None
     automatic: bool = False
+    #: when the root was staged (:meth:`TimeStampAuthority.stage`) and joined ``/tsa/root.pem``;
+    #: None: made by the rollover, so relying parties meet it with its first time-stamps
+    staged_since: dt.datetime | None = None
 
     def to_json(self) -> dict:
         """The answer of ``mcred tsa rollover --json`` and ``POST /trust/tsa-rollover``."""
         return {"root": self.root, "serial": format(self.serial, "x"), "not_before": self.not_before.isoformat(),
                 "not_after": self.not_after.isoformat(), "unit": self.unit,
                 "unit_serial": format(self.unit_serial, "x"), "unit_not_after": self.unit_not_after.isoformat(),
-                "previous": self.previous, "crl": self.crl, "automatic": self.automatic}
+                "previous": self.previous, "crl": self.crl, "automatic": self.automatic,
+                "staged_since": self.staged_since.isoformat() if self.staged_since else None}
+
+
+@dataclass(frozen=True)
+class RootStage:
+    """What a staging of the TSA's next root made: the staged root generation (in
+    ``/tsa/root.pem``, certifying nothing yet), the root still current, and whether the TSA
+    staged it by itself."""
+
+    root: str
+    serial: int
+    not_before: dt.datetime
+    not_after: dt.datetime
+    current: str
+    automatic: bool = False
+
+    def to_json(self) -> dict:
+        """The answer of ``mcred tsa stage --json`` and ``POST /trust/tsa-stage``."""
+        return {"root": self.root, "serial": format(self.serial, "x"), "not_before": self.not_before.isoformat(),
+                "not_after": self.not_after.isoformat(), "current": self.current, "automatic": self.automatic}
+
+
+def current_root(roots: list[IssuerKey]) -> IssuerKey | None:
+    """The current root among ``roots`` (oldest generation first): the newest active one (a
+    staged root is inactive); None when there is none."""
+    active = [r for r in roots if r.active]
+    return active[-1] if active else (roots[-1] if roots else None)
+
+
+def staged_root(roots: list[IssuerKey], now: dt.datetime) -> IssuerKey | None:
+    """The staged next root among ``roots`` (oldest generation first): the newest inactive one of
+    a later generation than the current one that could still certify a unit of full term (more
+    than :data:`ROOT_RENEW_DAYS` before its end: starting one later would roll over again at the
+    next unit); None when there is none."""
+    current = current_root(roots)
+    if current is None:
+        return None
+    later = [r for r in roots if not r.active and generation_of(r.label) > generation_of(current.label)
+             and now < x509.load_der_x509_certificate(r.certificate).not_valid_after_utc
+             - dt.timedelta(days=ROOT_RENEW_DAYS)]
+    return later[-1] if later else None
+
+
+def stage_due(roots: list[IssuerKey], now: dt.datetime) -> bool:
+    """Whether the TSA stages its next root by itself at ``now``: its current root has fewer than
+    ``ROOT_RENEW_DAYS + ROOT_STAGE_DAYS`` left and nothing is staged."""
+    current = current_root(roots)
+    if current is None or staged_root(roots, now) is not None:
+        return False
+    end = x509.load_der_x509_certificate(current.certificate).not_valid_after_utc
+    return end - now < dt.timedelta(days=ROOT_RENEW_DAYS + ROOT_STAGE_DAYS)
 
 
 @dataclass(frozen=True)
@@ -236,7 +313,8 @@ class TimeStampAuthority:
         return sorted(rows, key=lambda r: generation_of(r.label))
 
     def roots(self) -> list[x509.Certificate]:
-        """Every time-stamping root generation, the current first: what a relying party trusts
+        """Every time-stamping root generation, the current first, then the staged next one
+        (:meth:`stage`), then the older ones, newest first: what a relying party trusts
         (``/tsa/root.pem``, ``mcred export tsa-root``). None leaves: a token made by a unit of
         an older root is verified at its genTime for as long as the document it stamps is
         kept, and needs that root then. The first is created on first use."""
@@ -245,10 +323,12 @@ class TimeStampAuthority:
             with self._lock:
                 self._first_root()
             rows = self._rows(PURPOSE_ROOT)
-        return [x509.load_der_x509_certificate(r.certificate) for r in reversed(rows) if r.certificate]
+        first = [r for r in (current_root(rows), staged_root(rows, self.clock())) if r is not None]
+        ordered = first + [r for r in reversed(rows) if r not in first]
+        return [x509.load_der_x509_certificate(r.certificate) for r in ordered if r.certificate]
 
     def root(self) -> x509.Certificate:
-        """The current root: the newest generation."""
+        """The current root (the newest active generation)."""
         return self.roots()[0]
 
     def root_of(self, generation: int | None = None) -> tuple[IssuerKey, x509.Certificate]:
@@ -258,7 +338,7 @@ class TimeStampAuthority:
         if not rows and generation in (None, 1):
             self.roots()
             rows = self._rows(PURPOSE_ROOT)
-        row = rows[-1] if generation is None else next(
+        row = current_root(rows) if generation is None else next(
             (r for r in rows if generation_of(r.label) == generation), None)
         if row is None:
             raise UnknownTsaKey(f"no TSA root generation {generation} (there are {len(rows)})")
@@ -276,19 +356,21 @@ class TimeStampAuthority:
         except IntegrityError:
             pass  # another process made it: read it
 
-    def _new_root(self, s: Session, n: int, now: dt.datetime) -> tuple[IssuerKey, x509.Certificate]:
+    def _new_root(self, s: Session, n: int, now: dt.datetime, *, active: bool = True
+                  ) -> tuple[IssuerKey, x509.Certificate]:
         """Root generation ``n``: its key made in the key store (or the one a failed attempt
-        left there), its certificate self-signed, its row added to ``s``, the older roots
-        retired (``active`` false)."""
+        left there), its certificate self-signed, its row added to ``s``; ``active``: it is the
+        current root from now on, the older roots retired (``active`` false); else staged (the
+        current one stays)."""
         label = f"tsa-root-g{n}"
         signer = self.keystore.signer(label) if self.keystore.has(label) else self.keystore.create(label, ALGORITHM)
         cert = build_tsa_root(name=root_name(n), key=as_private_key(signer), serial=random_serial(),
                               not_before=now - dt.timedelta(minutes=5),
                               not_after=now + dt.timedelta(days=365 * ROOT_YEARS))
-        for older in self._rows(PURPOSE_ROOT, s):
+        for older in self._rows(PURPOSE_ROOT, s) if active else ():
             older.active = False
         row = IssuerKey(label=label, purpose=PURPOSE_ROOT, algorithm=ALGORITHM,
-                        certificate=cert.public_bytes(Encoding.DER), active=True, created_at=now)
+                        certificate=cert.public_bytes(Encoding.DER), active=active, created_at=now)
         s.add(row)
         s.flush()
         return row, cert
@@ -320,19 +402,27 @@ class TimeStampAuthority:
                   ) -> tuple[IssuerKey, x509.Certificate, x509.Certificate] | None:
         """The unit that stamps at ``now``, with its certificate and its root's: the newest
         unit, when it is not revoked, has more than :data:`UNIT_RENEW_DAYS` left and was
-        certified by the current root. None: a new one is due. An older unit is never taken
+        certified by the current root (never a staged one). None: a new one is due. An older unit is never taken
         up again (a retired unit's key may have been destroyed)."""
         if not roots or not units:
             return None
         row = units[-1]
         cert = x509.load_der_x509_certificate(row.certificate)
-        root = x509.load_der_x509_certificate(roots[-1].certificate)
+        root = x509.load_der_x509_certificate(current_root(roots).certificate)
         if (row.revoked_at is None and cert.not_valid_after_utc - now > dt.timedelta(days=UNIT_RENEW_DAYS)
                 and authority_key_id(cert) == subject_key_id(root)):
             return row, cert, root
         return None
 
     def _load_or_create_unit(self, now: dt.datetime) -> tsp.TsaUnit:
+        """The unit stamping now (:meth:`_unit_now`); then, when the root is near the window
+        where the next unit comes with a new root, the next root staged (:func:`stage_due`)."""
+        unit = self._unit_now(now)
+        if stage_due(self._rows(PURPOSE_ROOT), now):
+            self._stage_by_itself(now)
+        return unit
+
+    def _unit_now(self, now: dt.datetime) -> tsp.TsaUnit:
         found = self._stamping(self._rows(PURPOSE_ROOT), self._rows(PURPOSE_UNIT), now)
         for _attempt in range(3):
             if found is not None:
@@ -351,8 +441,10 @@ class TimeStampAuthority:
                         root_row, root = self._new_root(s, 1, now)
                         s.add(AuditEvent(actor="issuer", action="tsa.root.create", subject=root_row.label, detail={}))
                     else:
-                        root_row, root = roots[-1], x509.load_der_x509_certificate(roots[-1].certificate)
+                        root_row = current_root(roots)
+                        root = x509.load_der_x509_certificate(root_row.certificate)
                     if root.not_valid_after_utc - now < dt.timedelta(days=ROOT_RENEW_DAYS):
+                        # the staged root when there is one (announced ahead), else one made now
                         found = self._roll(s, roots, now, actor="issuer", automatic=True)[1]
                     else:
                         row, cert = self._new_unit(s, len(units) + 1, root_row, root, now)
@@ -390,12 +482,14 @@ class TimeStampAuthority:
     # -- the root's rollover -------------------------------------------------------------
 
     def rollover(self, *, actor: str = "issuer") -> RootRollover:
-        """Roll the root over: a new generation ``tsa-root-gN`` (its key made in the key
-        store) and a new unit it certifies, which stamps from now on, in one transaction
-        (audited ``tsa.root.rollover``). The older root is retired, not revoked: it certifies
-        nothing more, and signs the CRL of the units it certified (at its own URL) until they
-        have all expired; their tokens verify as before under it. Its unit is retired too (none
-        is ever used again; its key may be destroyed). Relying parties need the new root
+        """Roll the root over: the next generation, the staged one (:meth:`stage`) when there
+        is one (relying parties that took ``/tsa/root.pem`` since hold it already), else a new
+        ``tsa-root-gN`` (its key made in the key store), and a new unit it certifies, which
+        stamps from now on, in one transaction (audited ``tsa.root.rollover``, with
+        ``staged_since``). The older root is retired, not revoked: it certifies nothing more,
+        and signs the CRL of the units it certified (at its own URL) until they have all
+        expired; their tokens verify as before under it. Its unit is retired too (none is ever
+        used again; its key may be destroyed). Relying parties need the new root
         (:meth:`roots`) before they accept the new unit's tokens."""
         now = self.clock()
         with self._lock:
@@ -409,19 +503,79 @@ class TimeStampAuthority:
               ) -> tuple[RootRollover, tuple[IssuerKey, x509.Certificate, x509.Certificate]]:
         """:meth:`rollover`'s work in the transaction ``s`` (the roots' rows taken): what it
         made, and the new unit's row, certificate and root certificate."""
-        previous = roots[-1].label if roots else None
-        n = generation_of(previous) + 1 if previous else 1
-        root_row, root = self._new_root(s, n, now)
+        current = current_root(roots)
+        previous = current.label if current is not None else None
+        staged = staged_root(roots, now)
+        if staged is not None:  # started: the current root from now on, the others retired
+            for row in roots:
+                row.active = row.label == staged.label
+            s.flush()
+            root_row, root = staged, x509.load_der_x509_certificate(staged.certificate)
+        else:
+            n = max((generation_of(r.label) for r in roots), default=0) + 1
+            root_row, root = self._new_root(s, n, now)
+        n = generation_of(root_row.label)
+        since = staged.created_at if staged is not None else None
         units = self._rows(PURPOSE_UNIT, s)
         unit_row, unit = self._new_unit(s, len(units) + 1, root_row, root, now)
         done = RootRollover(root_row.label, root.serial_number, root.not_valid_before_utc, root.not_valid_after_utc,
                             unit_row.label, unit.serial_number, unit.not_valid_after_utc, previous,
-                            self.crl_url_of(n), automatic)
+                            self.crl_url_of(n), automatic, since)
         s.add(AuditEvent(actor=actor, action="tsa.root.rollover", subject=root_row.label,
                          detail={"serial": format(root.serial_number, "x"), "previous": previous,
                                  "unit": unit_row.label, "unit_serial": format(unit.serial_number, "x"),
-                                 "not_after": root.not_valid_after_utc.isoformat(), "automatic": automatic}))
+                                 "not_after": root.not_valid_after_utc.isoformat(), "automatic": automatic,
+                                 **({"staged_since": since.isoformat()} if since else {})}))
         return done, (unit_row, unit, root)
+
+    # -- the next root staged ------------------------------------------------------------
+
+    def stage(self, *, actor: str = "issuer") -> RootStage:
+        """Make the next root generation without starting it: listed in :meth:`roots` (``/tsa/root.pem``,
+        ``mcred export tsa-root``) right after the current one, while the current root and its
+        unit go on stamping, so that relying parties take it before its first time-stamp;
+        :meth:`rollover` (asked for, or the TSA's own in its root's last years) starts it. One
+        staged at a time (:class:`TsaRootAlreadyStaged`). Audited ``tsa.root.stage``. The TSA
+        stages by itself :data:`ROOT_STAGE_DAYS` before its root's last :data:`ROOT_RENEW_DAYS`
+        (:func:`stage_due`, at a time-stamp)."""
+        now = self.clock()
+        self.roots()  # the first generation, made on first use: the next one follows it
+        with self._lock, self.sessions.begin() as s:
+            self._lock_roots(s)
+            return self._stage(s, now, actor=actor, automatic=False)
+
+    def _stage(self, s: Session, now: dt.datetime, *, actor: str, automatic: bool) -> RootStage:
+        """:meth:`stage`'s work in the transaction ``s`` (the roots' rows taken)."""
+        roots = self._rows(PURPOSE_ROOT, s)
+        current = current_root(roots)
+        staged = staged_root(roots, now)
+        if staged is not None:
+            raise TsaRootAlreadyStaged(
+                f"the TSA root {staged.label} is already staged (in /tsa/root.pem since "
+                f"{staged.created_at:%Y-%m-%d %H:%M} UTC): roll over to it (mcred tsa rollover, or POST "
+                "/trust/tsa-rollover) before staging another")
+        n = max(generation_of(r.label) for r in roots) + 1
+        row, cert = self._new_root(s, n, now, active=False)
+        s.add(AuditEvent(actor=actor, action="tsa.root.stage", subject=row.label,
+                         detail={"serial": format(cert.serial_number, "x"), "current": current.label,
+                                 "not_after": cert.not_valid_after_utc.isoformat(), "automatic": automatic}))
+        return RootStage(row.label, cert.serial_number, cert.not_valid_before_utc, cert.not_valid_after_utc,
+                         current.label, automatic)
+
+    def _stage_by_itself(self, now: dt.datetime) -> None:
+        """The next root staged by the TSA (:func:`stage_due`), unless another process did it
+        meanwhile (the roots' rows taken, then read again). A staging that fails stops no
+        time-stamp: it is tried again at the next reading of the unit (``mcred doctor`` says
+        that nothing is staged)."""
+        try:
+            with self.sessions.begin() as s:
+                self._lock_roots(s)
+                if stage_due(self._rows(PURPOSE_ROOT, s), now):
+                    self._stage(s, now, actor="issuer", automatic=True)
+        except IntegrityError:
+            pass  # another process took the label: it staged
+        except Exception as exc:  # noqa: BLE001 - the TSA stamps on; said, and tried again
+            _log.warning("the TSA could not stage its next root: %s: %s", type(exc).__name__, exc)
 
     # -- revocation of a unit ------------------------------------------------------------
 
@@ -521,8 +675,8 @@ class TimeStampAuthority:
         (a newer unit stamps, or a rollover retired its root: none is ever used again), nor any
         key past its certificate's end. The unit stamping now (the newest, unless revoked) is
         refused, and so is the current root (the newest generation: it signs the CRL on which
-        relying parties look up its units, and certifies the next unit):
-        :class:`SignerStillSigning`. An older root, while a unit it certified has not expired,
+        relying parties look up its units, and certifies the next unit), and so is a staged root
+        (the next rollover starts it; ``duty`` ``staged``): :class:`SignerStillSigning`. An older root, while a unit it certified has not expired,
         revoked or not (it signs their CRL, where a revoked one is listed to its end):
         :class:`CaDutiesRemain`, ``until`` the last one's end."""
         cert = x509.load_der_x509_certificate(row.certificate)
@@ -536,7 +690,13 @@ class TimeStampAuthority:
                     f"(mcred tsa revoke {row.label} --reason superseded: a new unit takes over)")
             return None
         where = self._crl_path(generation_of(row.label))
-        if rows[-1].label == row.label:
+        staged = staged_root(rows, now)
+        if staged is not None and staged.label == row.label:
+            return SignerStillSigning(
+                f"the TSA root {row.label} is staged (in /tsa/root.pem since {row.created_at:%Y-%m-%d %H:%M} UTC): "
+                "the next rollover (mcred tsa rollover, or the TSA's own in its root's last years) starts it and "
+                "it certifies the units from then on; its key is needed", duty="staged")
+        if current_root(rows).label == row.label:
             return SignerStillSigning(
                 f"the TSA root {row.label} is the current one: it signs the CRL ({where}) on which relying "
                 "parties look up its units, and certifies the next unit; its key is needed while it is current "
@@ -568,7 +728,7 @@ class TimeStampAuthority:
             row = self.key_row(s, which)
             take_row(s, row)
             if row.key_destroyed_at is not None:
-                return KeyDestructionResult.of(row, False)
+                return already_destroyed(s, self.keystore, row, actor=actor, action="tsa.key.destroy")
             refusal = self.key_duty(s, row, now)
             if refusal is not None:
                 raise refusal

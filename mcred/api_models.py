@@ -953,6 +953,53 @@ class TsaRollover(_Closed):
                                         "public URL); null when the TSA has no public URL")
     automatic: bool = Field(description="false: asked for (true only for the rollover the TSA makes by itself in its "
                                         "root's last years)")
+    staged_since: str | None = Field(None, json_schema_extra=_DATE_TIME, description=(
+        "when the root was staged (POST /trust/tsa-stage, or by the TSA itself) and joined /tsa/root.pem; null: made "
+        "by this rollover, so relying parties meet it with its first time-stamps"))
+
+
+class TsaStage(_Closed):
+    """The TSA's next root generation, staged: in /tsa/root.pem right after the current one,
+    certifying nothing until the rollover starts it (as ``mcred tsa stage --json``)."""
+
+    root: str = Field(pattern=r"^tsa-root-g[1-9][0-9]*$", description="the staged root (tsa-root-gN)")
+    serial: str = Field(pattern="^[0-9a-f]+$", description="its certificate serial, hex")
+    not_before: str = Field(json_schema_extra=_DATE_TIME)
+    not_after: str = Field(json_schema_extra=_DATE_TIME)
+    current: str = Field(pattern=r"^tsa-root-g[1-9][0-9]*$", description="the root still current, certifying the "
+                         "unit that stamps until the rollover")
+    automatic: bool = Field(description="false: asked for (true only for the staging the TSA does by itself a year "
+                                        "before its root's last years)")
+
+
+class JpkiRootRollover(_Closed):
+    """A JPKI root rolled over: the generation issuing from now on (as ``mcred jpki rollover --json``)."""
+
+    slot: Literal["sign", "auth"]
+    label: str = Field(pattern=r"^jpki-(sign|auth)-root-g[1-9][0-9]*$", description="the generation issuing now")
+    algorithm: KeyType
+    key_id: str = Field(pattern="^[0-9a-f]+$", description="its subjectKeyIdentifier, hex (what its certificates' "
+                                                          "authorityKeyIdentifier names)")
+    serial: str = Field(pattern="^[0-9a-f]+$", description="its certificate serial, hex")
+    not_after: str = Field(json_schema_extra=_DATE_TIME)
+    previous: str | None = Field(description="the generation it retired: it signs the CRLs of its certificates and "
+                                             "certifies their OCSP responder until they have all expired")
+    staged_since: str | None = Field(json_schema_extra=_DATE_TIME, description=(
+        "when it was staged (POST /trust/jpki-stage) and joined the trust bundle; null: made by this rollover, so "
+        "relying parties meet it with its first certificates"))
+
+
+class JpkiRootStage(_Closed):
+    """The next JPKI root generation of a slot, staged: in the trust bundle, issuing nothing yet
+    (as ``mcred jpki stage --json``)."""
+
+    slot: Literal["sign", "auth"]
+    label: str = Field(pattern=r"^jpki-(sign|auth)-root-g[1-9][0-9]*$", description="the staged generation")
+    algorithm: KeyType
+    key_id: str = Field(pattern="^[0-9a-f]+$", description="its subjectKeyIdentifier, hex")
+    serial: str = Field(pattern="^[0-9a-f]+$", description="its certificate serial, hex")
+    not_after: str = Field(json_schema_extra=_DATE_TIME)
+    current: str = Field(description="the generation still issuing, until the rollover")
 
 
 class TsaRevocation(_Closed):
@@ -992,6 +1039,9 @@ class KeyDestruction(_Closed):
     already: bool = Field(description="destroyed before this request (nothing changed)")
     found_absent: bool = Field(description="the key store held no key of it any more when asked (recorded as "
                                            "destroyed now)")
+    restored: bool = Field(False, description="recorded destroyed before (already), yet the key store held its key "
+                           "again (a backup of the store restored, a token's objects re-imported): destroyed again "
+                           "now, audited with restored; key_destroyed_at stays the first destruction's")
 
 
 # -- the latest basic four data and the user-authentication linkage services -------------

@@ -75,6 +75,8 @@ from mcred.api_models import (
     Job,
     JobKind,
     JobList,
+    JpkiRootRollover,
+    JpkiRootStage,
     KeyDestruction,
     KlocMoveJob,
     KlocRotation,
@@ -93,6 +95,7 @@ from mcred.api_models import (
     StatusChanges,
     TsaRevocation,
     TsaRollover,
+    TsaStage,
     TsmAbandonJob,
     TsmAuditRecords,
     TsmJobAbandoned,
@@ -440,6 +443,15 @@ class VicalCaRolloverRequest(_Body):
         if self.fresh and not self.compromised:
             raise ValueError("fresh withdraws the staged VICAL CA with a compromised one: give it with compromised")
         return self
+
+
+class JpkiRootRequest(_Body):
+    #: The root: sign (signing certificates) or auth (user authentication), as ``--slot``.
+    slot: Literal["sign", "auth"]
+    #: The key of a generation made by the request (default rsa2048, as ``--key-type``); a
+    #: rollover that starts the staged generation refuses one other than its own (409
+    #: /problems/jpki-error): it starts the certificate relying parties hold.
+    key_type: Literal["rsa2048", "p384"] | None = None
 
 
 class IacaRevocationRequest(_Body):
@@ -1955,14 +1967,51 @@ def operator_router(ctx: Context) -> APIRouter:
         svc.setup()
         return svc.revoke_iaca(body.iaca, body.reason, actor=_actor(request), destroy_key=body.destroy_key).to_json()
 
-    @router.post("/trust/tsa-rollover", summary="Roll the time-stamping authority's root over: a new root "
-                 "generation and a unit it certifies, stamping from now on; the older root keeps signing the CRL of "
+    @router.post("/trust/tsa-rollover", summary="Roll the time-stamping authority's root over: the next root "
+                 "generation (the staged one, else a new one) and a unit it certifies, stamping from now on; the older root keeps signing the CRL of "
                  "its units until they have all expired (relying parties need the new root, /tsa/root.pem, before "
                  "they accept its unit's time-stamps)", **typed(TsaRollover, _TSA_KEY_REFUSALS))
     def tsa_rollover(request: Request) -> dict[str, Any]:
         from mcred.timestamps import time_stamp_authority
 
         return time_stamp_authority(ctx).rollover(actor=_actor(request)).to_json()
+
+    @router.post("/trust/tsa-stage", summary="Stage the time-stamping authority's next root: listed in /tsa/root.pem "
+                 "at once, right after the current one, certifying nothing until POST /trust/tsa-rollover (or the "
+                 "TSA's own rollover in its root's last years) starts it", **typed(TsaStage, merge(
+                     refusals((problems.ROOT_ALREADY_STAGED, "a next root is staged already: roll over to it first")),
+                     _TSA_KEY_REFUSALS)))
+    def tsa_stage(request: Request) -> dict[str, Any]:
+        from mcred.timestamps import time_stamp_authority
+
+        return time_stamp_authority(ctx).stage(actor=_actor(request)).to_json()
+
+    @router.post("/trust/jpki-stage", summary="Stage the next JPKI root generation of a slot: in the trust bundle "
+                 "(/trust/jpki-sign-root.pem, /trust/jpki-auth-root.pem) at once, after the issuing one, issuing "
+                 "nothing until POST /trust/jpki-rollover starts it", **typed(JpkiRootStage, merge(
+                     refusals((problems.ROOT_ALREADY_STAGED, "a next generation of the slot is staged already: roll "
+                                                             "over to it first")), _TSA_KEY_REFUSALS)))
+    def jpki_stage(body: JpkiRootRequest, request: Request) -> dict[str, Any]:
+        from mcred.jpki_flow import jpki_issuer
+        from protocols.jpki.profile import KeyType
+
+        _issuers_set_up(ctx)  # the first generation of each slot, made once
+        key_type = KeyType(body.key_type) if body.key_type else None
+        return jpki_issuer(ctx).stage(body.slot, key_type, actor=_actor(request)).to_json()
+
+    @router.post("/trust/jpki-rollover", summary="Roll a JPKI root over to the next generation (the staged one, else "
+                 "a new one), issuing every certificate of the slot from now on; the one before keeps signing the CRLs "
+                 "of its certificates (relying parties need the new root, /trust/jpki-sign-root.pem or "
+                 "/trust/jpki-auth-root.pem, before they accept its certificates)", **typed(JpkiRootRollover, merge(
+                     refusals((problems.JPKI_ERROR, "a key_type other than the staged generation's")),
+                     _TSA_KEY_REFUSALS)))
+    def jpki_rollover(body: JpkiRootRequest, request: Request) -> dict[str, Any]:
+        from mcred.jpki_flow import jpki_issuer
+        from protocols.jpki.profile import KeyType
+
+        _issuers_set_up(ctx)
+        key_type = KeyType(body.key_type) if body.key_type else None
+        return jpki_issuer(ctx).rollover_detail(body.slot, key_type, actor=_actor(request)).to_json()
 
     @router.post("/trust/tsa-revocations", summary="Revoke a TSA unit: its root's CRL lists it, a new unit stamps "
                  "from now on (as mcred tsa revoke)", **typed(TsaRevocation, merge(refusals(

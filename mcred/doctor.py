@@ -447,10 +447,12 @@ def _first_contact(ctx) -> Finding:  # noqa: ANN001
 def _tsa(ctx, now=None) -> Finding:  # noqa: ANN001
     """The installation's time-stamping authority, from the registry only (nothing made
     here): its current unit, whether that unit names the CRL relying parties check, how
-    many units were revoked and how many tokens were stamped, and its current root: a warning
-    from :data:`issuer.tsa.ROOT_NOTICE_DAYS` before the TSA would roll the root over by itself
-    (its last :data:`issuer.tsa.ROOT_RENEW_DAYS`), naming the rollover and the roots to hand
-    out (specs/issuer-keys.md, "The TSA's root")."""
+    many units were revoked and how many tokens were stamped, its current root and the staged
+    next one: while none is staged, a warning from :data:`issuer.tsa.ROOT_NOTICE_DAYS` before the
+    TSA would stage one by itself (:data:`issuer.tsa.ROOT_STAGE_DAYS` before the root's last
+    :data:`issuer.tsa.ROOT_RENEW_DAYS`, where the next unit due comes with a new root), naming
+    the staging, the roots to hand out and the rollover (specs/issuer-keys.md, "The TSA's
+    root")."""
     import datetime as dt
 
     from cryptography import x509
@@ -462,7 +464,10 @@ def _tsa(ctx, now=None) -> Finding:  # noqa: ANN001
         PURPOSE_UNIT,
         ROOT_NOTICE_DAYS,
         ROOT_RENEW_DAYS,
+        ROOT_STAGE_DAYS,
+        current_root,
         generation_of,
+        staged_root,
     )
     from protocols.certs import crl_url
 
@@ -479,8 +484,9 @@ def _tsa(ctx, now=None) -> Finding:  # noqa: ANN001
             revoked = sum(1 for u in units if u.revoked_at is not None)
             cert = x509.load_der_x509_certificate(current.certificate) if current is not None else None
             label = current.label if current is not None else None
-            root = x509.load_der_x509_certificate(roots[-1].certificate) if roots else None
-            root_label = roots[-1].label if roots else None
+            current_row, staged = current_root(roots), staged_root(roots, now)
+            root = x509.load_der_x509_certificate(current_row.certificate) if current_row is not None else None
+            root_label = current_row.label if current_row is not None else None
     except Exception as exc:  # noqa: BLE001 - reported (the database finding says why)
         return Finding("time-stamping authority", False, f"cannot read the registry: {type(exc).__name__}",
                        enables, "see the database finding")
@@ -498,14 +504,73 @@ def _tsa(ctx, now=None) -> Finding:  # noqa: ANN001
         return Finding("time-stamping authority", False, detail, enables,
                        f"relying parties cannot learn of {label}'s revocation: mcred tsa revoke {label} "
                        "--reason superseded (the next unit names the root's CRL)")
-    if rolls - now < dt.timedelta(days=ROOT_NOTICE_DAYS):
-        when = ("the next unit due comes with a new root" if rolls <= now
-                else f"from {rolls.date().isoformat()} the next unit due comes with a new root")
+    when = ("the next unit due comes with a new root" if rolls <= now
+            else f"from {rolls.date().isoformat()} the next unit due comes with a new root")
+    if staged is not None:
+        return Finding("time-stamping authority", True,
+                       f"{detail}; {staged.label} staged (in /tsa/root.pem) since {staged.created_at.date().isoformat()}, "
+                       "started by itself with the "
+                       + ("next unit due" if rolls <= now else f"first unit due from {rolls.date().isoformat()}")
+                       + " (or by mcred tsa rollover)", enables)
+    stages = rolls - dt.timedelta(days=ROOT_STAGE_DAYS)
+    if stages - now < dt.timedelta(days=ROOT_NOTICE_DAYS):
+        by_itself = ("the TSA stages its next root by itself at its next time-stamp" if stages <= now
+                     else f"from {stages.date().isoformat()} the TSA stages its next root by itself")
         return Finding("time-stamping authority", False,
-                       f"{detail}; {when}, whose time-stamps relying parties refuse until they hold it", enables,
-                       "mcred tsa rollover now, then give relying parties the roots (mcred export tsa-root --out "
-                       "tsa-root.pem, GET /tsa/root.pem)")
+                       f"{detail}; none staged: {by_itself}, and {when}, whose time-stamps relying parties refuse "
+                       "until they hold it", enables,
+                       "mcred tsa stage, give relying parties the roots (mcred export tsa-root --out tsa-root.pem, "
+                       "GET /tsa/root.pem), then mcred tsa rollover")
     return Finding("time-stamping authority", True, detail, enables)
+
+
+def _jpki_roots(ctx, now=None) -> Finding:  # noqa: ANN001
+    """The JPKI roots of both slots, from the registry only (nothing made here): the issuing
+    generation of each, how long it lasts, the staged next one, and a warning from
+    :data:`issuer.jpki.ca.ROOT_NOTICE_DAYS` before the certificates a root issues would outlive
+    it (its last :data:`issuer.jpki.ca.ROOT_RENEW_DAYS`), asking to stage, hand out the bundle
+    and roll over, or to start the staged one (specs/issuer-keys.md, "The JPKI root
+    generations")."""
+    import datetime as dt
+
+    from issuer.jpki.ca import ROOT_NOTICE_DAYS, ROOT_RENEW_DAYS, JpkiCa, staged_of
+    from protocols.jpki.profile import Purpose
+
+    enables = "JPKI issuance and its relying parties (the trust bundle /trust/jpki-sign-root.pem, jpki-auth-root.pem)"
+    now = now or dt.datetime.now(dt.UTC)
+    ca = JpkiCa(ctx.sessions, None)  # the registry alone: the key store's own finding says whether it opens
+    try:
+        found = {p: ca.generations(p) for p in Purpose}
+    except Exception as exc:  # noqa: BLE001 - reported (the database finding says why)
+        return Finding("JPKI roots", False, f"cannot read the registry: {type(exc).__name__}", enables,
+                       "see the database finding")
+    parts, late, fixes = [], [], []
+    for purpose, generations in found.items():
+        active = [g for g in generations if g.active]
+        if not active:
+            continue
+        current, staged = active[-1], staged_of(generations, now)
+        end = current.certificate.not_valid_after_utc
+        part = f"{purpose.value} {current.label} valid until {end.date().isoformat()}"
+        if staged is not None:
+            part += f", {staged.label} staged (in the trust bundle) since {staged.created_at.date().isoformat()}"
+        parts.append(part)
+        due = end - dt.timedelta(days=ROOT_RENEW_DAYS)
+        if due - now < dt.timedelta(days=ROOT_NOTICE_DAYS):
+            late.append(f"{current.label} {'issues' if due <= now else 'from ' + due.date().isoformat() + ' issues'} "
+                        "certificates that outlive it")
+            slot = purpose.value
+            fixes.append(f"start {staged.label} once relying parties hold the bundle: mcred jpki rollover --slot {slot}"
+                         if staged is not None else
+                         f"mcred jpki stage --slot {slot}, give relying parties the bundle (mcred export jpki-root "
+                         f"--slot {slot} --out FILE.pem, /trust/jpki-{slot}-root.pem), then mcred jpki rollover "
+                         f"--slot {slot}")
+    if not parts:
+        return Finding("JPKI roots", True, "not made yet: made at the first provisioning (or mcred jpki setup)", enables)
+    detail = "; ".join(parts)
+    if late:
+        return Finding("JPKI roots", False, f"{detail}; {'; '.join(late)}", enables, "; ".join(fixes))
+    return Finding("JPKI roots", True, detail, enables)
 
 
 #: ``mcred doctor`` warns this long before the current IACA stops issuance (its last
@@ -678,6 +743,45 @@ def _compromised_keys(ctx) -> Finding:  # noqa: ANN001
                    "; ".join(f"{commands[purpose]} {label}" for label, purpose in kept))
 
 
+def _destroyed_keys_back(ctx) -> Finding:  # noqa: ANN001
+    """Whether the key store holds again a key the registry records destroyed
+    (``key_destroyed_at``): a backup of the key files restored, a token's objects
+    re-imported. Nothing signs with it (each PKI refuses on the record), but a key that is
+    there can be copied: the destruction is no longer what the record says. The fix
+    destroys it again (``restored`` in the answer and the audit event)."""
+    from issuer.db import IssuerKey
+    from issuer.jpki.ca import JpkiCa
+    from issuer.mdoc.pki import MdocPki
+    from issuer.tsa import PURPOSE_ROOT, PURPOSE_UNIT
+
+    commands = {**dict.fromkeys(MdocPki.DESTROYABLE, "mcred mdoc key destroy"),
+                **dict.fromkeys(JpkiCa.DESTROYABLE, "mcred jpki key destroy"),
+                **dict.fromkeys((PURPOSE_ROOT, PURPOSE_UNIT), "mcred tsa key destroy")}
+    name, enables = "destroyed keys", "key destructions that stay done (no destroyed key back in the key store)"
+    try:
+        with ctx.sessions() as s:
+            rows = [(r.label, r.purpose) for r in s.query(IssuerKey).filter(
+                IssuerKey.purpose.in_(sorted(commands)), IssuerKey.key_destroyed_at.is_not(None))
+                .order_by(IssuerKey.key_destroyed_at, IssuerKey.label)]
+    except Exception as exc:  # noqa: BLE001 - reported (the database finding says why)
+        return Finding(name, False, f"cannot read the registry: {type(exc).__name__}", enables,
+                       "see the database finding")
+    if not rows:
+        return Finding(name, True, "none destroyed yet", enables)
+    try:
+        back = [(label, purpose) for label, purpose in rows if ctx.keystore.has(label)]
+    except Exception as exc:  # noqa: BLE001 - reported (the key store finding says why)
+        return Finding(name, False, f"cannot ask the key store: {type(exc).__name__}", enables,
+                       "see the issuer key store finding")
+    if not back:
+        return Finding(name, True, f"{len(rows)} destroyed, none back in the key store", enables)
+    labels = [label for label, _ in back]
+    return Finding(name, False, f"{len(back)} key(s) recorded destroyed are in the key store again, restored "
+                   f"from a backup? ({', '.join(labels[:5])}{', ...' if len(back) > 5 else ''}); nothing signs "
+                   "with them, but they can be copied", enables,
+                   "; ".join(f"{commands[purpose]} {label}" for label, purpose in back))
+
+
 def _data_access(ctx) -> Finding:  # noqa: ANN001
     """Whether others may enter the data directory or read its SQLite database: a home made
     by an older release (before its modes were fixed), or under a wide umask, or one the operator chose,
@@ -714,7 +818,7 @@ _OWN = 5
 def diagnose(ctx) -> list[Finding]:  # noqa: ANN001
     """Every finding, the installation's own first."""
     return [_database(ctx), _public_url(), _keystore(ctx), _master_key(ctx), _reader_session_key(ctx),
-            _data_access(ctx), _secure_elements(ctx), _workflows(ctx), _housekeeping(ctx), _first_contact(ctx), _tsa(ctx), _mdoc_iaca(ctx), _vical_ca(ctx), _mdoc_signers_out_of_use(ctx), _compromised_keys(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _pdf(), _xml(), _hsm(), _scan(),
+            _data_access(ctx), _secure_elements(ctx), _workflows(ctx), _housekeeping(ctx), _first_contact(ctx), _jpki_roots(ctx), _tsa(ctx), _mdoc_iaca(ctx), _vical_ca(ctx), _mdoc_signers_out_of_use(ctx), _compromised_keys(ctx), _destroyed_keys_back(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _pdf(), _xml(), _hsm(), _scan(),
             *(_node_peer(*peer) for peer in NODE_PEERS), _yubikit(), _openssl(), _tshark()]
 
 

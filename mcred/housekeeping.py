@@ -248,7 +248,8 @@ def jpki(ctx: Context, actor: str) -> Done:
 
 def tsa(ctx: Context, actor: str) -> Done:
     """The time-stamping authority: its unit (renewed in its last 90 days, with a new root
-    generation in the root's last three years, as the next time-stamp would: issuer/tsa.py),
+    generation in the root's last three years, the next root staged a year before that, as
+    the next time-stamp would: issuer/tsa.py),
     its roots as relying parties take them, and each root's CRL signed again when the one it
     signed last has less than an hour left (or none was signed): so that an older root's CRL
     goes on being issued, beyond its units' end, without anyone asking."""

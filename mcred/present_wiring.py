@@ -346,6 +346,10 @@ class ReaderServeConfig:
     #: SQLAlchemy URL of the database that keeps the sessions (reader branch only); None:
     #: this process's memory (one process).
     db: str | None = None
+    #: Without :attr:`db`: a SQLite file that keeps the last VICAL taken (its
+    #: ``reader_vicals`` table alone is used), so that a restart does not take an older one
+    #: (``--vical-memory``). None, without ``db``: kept in this process only.
+    vical_memory: str | None = None
     #: The key that seals each session's EReaderKey in the database (a file every process
     #: on that database shares; created if absent). None: a key of this process's own.
     session_key_file: str | None = None
@@ -473,7 +477,8 @@ class ReaderServeConfig:
         from reader.trust import TrustError
         from reader.vical_memory import VicalMemoryError
 
-        where = f"--db {_redacted(self.db)}" if self.db else "the reader's database"
+        where = (f"--db {_redacted(self.db)}" if self.db else f"--vical-memory {self.vical_memory}" if self.vical_memory
+                 else "the reader's database")
         try:
             return memory.take(vical)
         except TrustError as exc:
@@ -529,10 +534,25 @@ class ReaderServeConfig:
             except Exception as exc:  # noqa: BLE001 - any driver's error: the URL is unusable
                 raise ReaderServeError(f"--db {_redacted(self.db)}: {type(exc).__name__}: {exc}") from exc
         memory = None
-        if engine is not None and self.vical is not None:
+        if self.vical_memory is not None and self.db is not None:
+            raise ReaderServeError("--vical-memory keeps the last VICAL taken without --db; with --db it is kept "
+                                   "in that database, beside the sessions: give one of them")
+        if self.vical_memory is not None and self.vical is None:
+            raise ReaderServeError("--vical-memory keeps the last VICAL taken: give --vical")
+        memory_engine = engine
+        if self.vical_memory is not None:
+            from mcred.db import make_engine, migrate
+
+            try:
+                memory_engine = make_engine(f"sqlite:///{Path(self.vical_memory).resolve()}")
+                migrate(memory_engine, "reader@head")
+            except Exception as exc:  # noqa: BLE001 - any error: the file is unusable (a directory, no permission)
+                raise ReaderServeError(f"--vical-memory {self.vical_memory}: {type(exc).__name__}: "
+                                       f"{str(exc).splitlines()[0]}") from None
+        if memory_engine is not None and self.vical is not None:
             from reader.vical_memory import SqlVicalMemory
 
-            memory = SqlVicalMemory(engine)
+            memory = SqlVicalMemory(memory_engine)
         fetched: dict[str, bytes] = {}
         if self.vical is not None and is_url(self.vical):  # fetched once: what is built and what is watched
             try:
@@ -581,6 +601,10 @@ class ReaderServeConfig:
             raise ReaderServeError(f"--tsa-roots: {exc}") from exc
         rp = RelyingPartyService(rp_roots, challenges=challenges, tsa_roots=tsa_roots) if rp_roots else None
         where = f"sessions in {_redacted(self.db)}" if self.db else "sessions in memory"
+        if self.vical is not None and self.db is None:
+            where += (f", the last VICAL taken kept in {self.vical_memory}" if self.vical_memory else
+                      ", the last VICAL taken kept in this process only (a restart would take an older one: "
+                      "--vical-memory FILE or --db keeps it)")
         if self.origin:
             where += f", online requests for {self.origin}"
         if self.pcsc_reader is not None:

@@ -34,6 +34,7 @@ from issuer.tsa import (
     CRL_VALIDITY,
     ROOT_NOTICE_DAYS,
     ROOT_RENEW_DAYS,
+    ROOT_STAGE_DAYS,
     ROOT_YEARS,
     UNIT_DAYS,
     UNIT_RENEW_DAYS,
@@ -226,8 +227,11 @@ def test_the_older_roots_key_goes_once_its_units_have_expired(home, db_url):
 
 def test_the_tsa_rolls_its_root_over_by_itself_in_its_last_years(home):
     """No unit is cut short by its root's end: a unit due in the root's last ROOT_RENEW_DAYS
-    comes with a new root generation (audited, automatic). Before that, a unit made late in the
-    root's life still has its full term; `mcred doctor` warns ROOT_NOTICE_DAYS ahead."""
+    comes with a new root generation (audited, automatic). A year before that window
+    (ROOT_STAGE_DAYS) the TSA stages that root by itself at a time-stamp, so that it is in
+    /tsa/root.pem long before its first time-stamp, and the rollover starts it. A unit made
+    late in the root's life still has its full term; `mcred doctor` warns ROOT_NOTICE_DAYS
+    before the staging while nothing is staged."""
     from mcred.doctor import _tsa
 
     ctx = Context.open(home)
@@ -235,31 +239,47 @@ def test_the_tsa_rolls_its_root_over_by_itself_in_its_last_years(home):
     clock = Clock(t0)
     tsa = TimeStampAuthority(ctx.sessions, ctx.keystore, clock=clock, crl_url=f"{ctx.public_url}/tsa/root.crl")
     _token(tsa)
-    g1_end = tsa.root().not_valid_after_utc
-    rolls = g1_end - dt.timedelta(days=ROOT_RENEW_DAYS)
+    g1 = tsa.root()
+    rolls = g1.not_valid_after_utc - dt.timedelta(days=ROOT_RENEW_DAYS)
+    stages = rolls - dt.timedelta(days=ROOT_STAGE_DAYS)
     assert _tsa(ctx, t0).ok and "root tsa-root-g1 valid until" in _tsa(ctx, t0).detail
-    warned = _tsa(ctx, rolls - dt.timedelta(days=ROOT_NOTICE_DAYS - 1))
-    assert not warned.ok and f"from {rolls.date().isoformat()} the next unit due comes with a new root" in warned.detail
-    assert warned.fix.startswith("mcred tsa rollover now, then give relying parties the roots")
-    assert _tsa(ctx, rolls - dt.timedelta(days=ROOT_NOTICE_DAYS + 1)).ok
+    warned = _tsa(ctx, stages - dt.timedelta(days=ROOT_NOTICE_DAYS - 1))
+    assert not warned.ok and f"none staged: from {stages.date().isoformat()} the TSA stages its next root by " \
+        f"itself, and from {rolls.date().isoformat()} the next unit due comes with a new root" in warned.detail
+    assert warned.fix.startswith("mcred tsa stage, give relying parties the roots")
+    assert _tsa(ctx, stages - dt.timedelta(days=ROOT_NOTICE_DAYS + 1)).ok
 
-    # just before the window: a new unit under the same root, with its full term
+    # just before the staging window: a time-stamp (by a new unit: the first has ended) stages nothing
+    clock.at = stages - dt.timedelta(days=1)
+    assert tsp.verify_token(_token(tsa), data=CONTENT, roots=[g1]).tsa_certificate.subject.rfc4514_string(
+        ).startswith("CN=mcred TSA unit 2,")
+    assert tsa.roots() == [g1] and not _events(ctx, "tsa.root.stage")
+    # just before the rollover window: a new unit under the same root, with its full term; the
+    # time-stamp that reads it stages the next root, listed after the current one
     clock.at = rolls - dt.timedelta(days=10)
-    tsa.revoke_unit("tsa-unit-1", "superseded")
+    tsa.revoke_unit("tsa-unit-2", "superseded")
     late = tsp.verify_token(_token(tsa), data=CONTENT, roots=tsa.roots())
-    assert late.tsa_certificate.subject.rfc4514_string().startswith("CN=mcred TSA unit 2,")
-    assert late.root.serial_number == tsa.root().serial_number and len(tsa.roots()) == 1
-    assert late.tsa_certificate.not_valid_after_utc - clock.at >= dt.timedelta(days=UNIT_DAYS - 1)
-    # its renewal falls in the root's last years: a new root generation comes with the next unit
+    assert late.tsa_certificate.subject.rfc4514_string().startswith("CN=mcred TSA unit 3,")
+    assert late.root == g1 == tsa.root() and late.tsa_certificate.not_valid_after_utc - clock.at >= dt.timedelta(
+        days=UNIT_DAYS - 1)
+    (staging,) = _events(ctx, "tsa.root.stage")
+    assert (staging.subject, staging.actor, staging.detail["automatic"], staging.detail["current"]) == (
+        "tsa-root-g2", "issuer", True, "tsa-root-g1")
+    staged = tsa.roots()
+    assert len(staged) == 2 and staged[0] == g1 and "Root G2" in staged[1].subject.rfc4514_string()
+    assert _tsa(ctx, clock.at).ok and "tsa-root-g2 staged (in /tsa/root.pem)" in _tsa(ctx, clock.at).detail
+    assert not _events(ctx, "tsa.root.rollover")
+    # its renewal falls in the root's last years: the staged root is started with the next unit
     clock.at = late.tsa_certificate.not_valid_after_utc - dt.timedelta(days=UNIT_RENEW_DAYS - 1)
-    renewed = tsp.verify_token(_token(tsa), data=CONTENT, roots=tsa.roots())
+    renewed = tsp.verify_token(_token(tsa), data=CONTENT, roots=staged)  # the roots taken at the staging
     roots = tsa.roots()
-    assert len(roots) == 2 and renewed.root == roots[0] and roots[0].subject != roots[1].subject
+    assert roots == [staged[1], g1] and renewed.root == staged[1]
     assert renewed.tsa_certificate.not_valid_after_utc == clock.at + dt.timedelta(days=UNIT_DAYS)
-    assert roots[0].not_valid_after_utc == clock.at + dt.timedelta(days=365 * ROOT_YEARS)
+    assert roots[0].not_valid_after_utc == rolls - dt.timedelta(days=10) + dt.timedelta(days=365 * ROOT_YEARS)
     (event,) = _events(ctx, "tsa.root.rollover")
-    assert (event.subject, event.actor, event.detail["automatic"], event.detail["unit"]) == (
-        "tsa-root-g2", "issuer", True, "tsa-unit-3")
+    assert (event.subject, event.actor, event.detail["automatic"], event.detail["unit"],
+            event.detail["staged_since"]) == ("tsa-root-g2", "issuer", True, "tsa-unit-4",
+                                              (rolls - dt.timedelta(days=10)).isoformat())
     assert crl_url(renewed.tsa_certificate) == f"{ctx.public_url}/tsa/root-g2.crl"
     # no unit ever outlived its root
     with ctx.sessions() as s:

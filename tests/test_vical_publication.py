@@ -431,3 +431,44 @@ def test_a_reader_with_a_database_refuses_at_start_a_vical_older_than_one_a_read
         verifier.trust()
         verifier.refresher.join(10)
         assert verifier.reloads == 1 and verifier.vical.issue_id == id3 and verifier.last_error is None
+
+
+def test_a_reader_without_a_database_keeps_the_last_vical_in_its_vical_memory_file(world, tmp_path):  # noqa: F811
+    """`mcred reader serve --vical URL --vical-memory FILE` (no --db): the last VICAL taken
+    is kept in that SQLite file, so a restarted reader refuses a replayed older VICAL as one
+    with a database does; without it the start line says the memory is this process's only.
+    --vical-memory with --db, or without --vical, is refused naming both."""
+    from mcred.present_wiring import ReaderServeConfig, ReaderServeError
+
+    svc, _sessions, clock, client = world
+    first_vical = client.get("/trust/vical").content
+    svc.stage_iaca()
+    second_vical = client.get("/trust/vical").content
+    id1, id2 = (_payload(v)["vicalIssueID"] for v in (first_vical, second_vical))
+    ca = tmp_path / "vical-ca.pem"
+    ca.write_bytes(client.get("/trust/vical-ca.pem").content)
+    memory = tmp_path / "vical-memory.sqlite3"
+    published = _Published(second_vical)
+    with _served(published.app()) as url:
+        config = ReaderServeConfig(vical=f"{url}/trust/vical", vical_trust=(str(ca),), vical_memory=str(memory))
+        crl = _crl_fetch(client)
+        service, _rp, what = config.build(vical_crl_fetch=crl)
+        assert service.verifier.vical.issue_id == id2
+        assert f"the last VICAL taken kept in {memory}" in what
+        assert memory.stat().st_mode & 0o777 == 0o600
+
+        published.body = first_vical  # replayed to the reader restarted
+        with pytest.raises(ReaderServeError) as refused:
+            config.build(vical_crl_fetch=crl)
+        said = str(refused.value)
+        assert f"vicalIssueID {id1} goes back from {id2}" in said and f"--vical-memory {memory}" in said, said
+        alone, _rp, what = dataclasses.replace(config, vical_memory=None).build(vical_crl_fetch=crl)
+        assert alone.verifier.vical.issue_id == id1  # the process's memory only, as the line says
+        assert "kept in this process only" in what and "--vical-memory FILE" in what
+
+        with pytest.raises(ReaderServeError, match="with --db it is kept in that database"):
+            dataclasses.replace(config, db=f"sqlite:///{tmp_path / 'r.db'}").build(vical_crl_fetch=crl)
+        with pytest.raises(ReaderServeError, match="give --vical"):
+            dataclasses.replace(config, vical=None, trust=(str(ca),)).build(vical_crl_fetch=crl)
+        with pytest.raises(ReaderServeError, match=f"--vical-memory {tmp_path}"):
+            dataclasses.replace(config, vical_memory=str(tmp_path)).build(vical_crl_fetch=crl)  # a directory

@@ -169,6 +169,7 @@ VICAL_CA_ENDED = ProblemType(410, "vical-ca-ended", "VICAL CA generation ended")
 VICAL_CA_WITHDRAWN = ProblemType(410, "vical-ca-withdrawn", "VICAL CA generation withdrawn (out of trust)")
 IACA_ALREADY_STAGED = ProblemType(409, "iaca-already-staged", "A next IACA generation is already staged")
 VICAL_CA_ALREADY_STAGED = ProblemType(409, "vical-ca-already-staged", "A next VICAL CA generation is already staged")
+ROOT_ALREADY_STAGED = ProblemType(409, "root-already-staged", "A next root generation is already staged")
 SIGNER_REVOCATION_REFUSED = ProblemType(400, "signer-revocation-refused", "Signer revocation refused")
 KEYSTORE_ERROR = ProblemType(503, "keystore-error", "Issuer keystore unavailable")
 KEY_NOT_FOUND = ProblemType(503, "key-not-found", "Issuer key not found")
@@ -192,7 +193,7 @@ def _register_issuer_errors() -> None:
     from issuer.keystore import KeyNotFound, KeyStoreError
     from issuer.mdoc import errors as me
     from issuer.revocation import RevocationError, UnknownPhone
-    from issuer.tsa import UnknownTsaKey
+    from issuer.tsa import TsaRootAlreadyStaged, UnknownTsaKey
 
     register(RevocationError, REVOCATION_REFUSED)
     register(UnknownPhone, UNKNOWN_PHONE)
@@ -229,6 +230,8 @@ def _register_issuer_errors() -> None:
     register(je.RootKeyDestroyed, SIGNER_KEY_DESTROYED)
     register(je.UnknownJpkiKey, UNKNOWN_SIGNER)
     register(UnknownTsaKey, UNKNOWN_SIGNER)
+    register(je.JpkiRootAlreadyStaged, ROOT_ALREADY_STAGED)
+    register(TsaRootAlreadyStaged, ROOT_ALREADY_STAGED)
     register(KeyStoreError, KEYSTORE_ERROR)
     register(KeyNotFound, KEY_NOT_FOUND)
 

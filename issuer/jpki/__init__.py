@@ -20,7 +20,7 @@ from issuer.keystore import KeyStore
 from protocols.jpki.profile import JpkiProfile, KeyType, Purpose
 
 from . import issuance, publication
-from .ca import KIND, Generation, JpkiCa, purpose_of
+from .ca import KIND, Generation, JpkiCa, RootRollover, RootStage, purpose_of
 from .errors import (
     CaNotSetUp,
     IssuanceError,
@@ -34,8 +34,8 @@ from .ocsp import OcspService
 
 __all__ = [
     "CaNotSetUp", "Generation", "IssuanceError", "IssuerJpkiError", "JpkiCa", "JpkiIssuer",
-    "ProofOfPossessionError", "RevocationError", "SigningCertificateRefused", "UnknownCredential",
-    "profile_for",
+    "ProofOfPossessionError", "RevocationError", "RootRollover", "RootStage", "SigningCertificateRefused",
+    "UnknownCredential", "profile_for",
 ]
 
 
@@ -62,10 +62,21 @@ class JpkiIssuer:
     def setup(self, key_type: KeyType = KeyType.RSA_2048) -> dict[Purpose, Generation]:
         return self.ca.setup(key_type)
 
-    def rollover(self, slot: str, key_type: KeyType = KeyType.RSA_2048, *, actor: str = "issuer") -> Generation:
-        gen = self.ca.rollover(purpose_of(slot), key_type, actor)
+    def rollover(self, slot: str, key_type: KeyType | None = None, *, actor: str = "issuer") -> Generation:
+        """The generation issuing from now on (:meth:`rollover_detail`)."""
+        return self.rollover_detail(slot, key_type, actor=actor).generation
+
+    def rollover_detail(self, slot: str, key_type: KeyType | None = None, *, actor: str = "issuer") -> RootRollover:
+        """Start the next root generation of ``slot``: the staged one when there is one, else
+        a new one (:meth:`JpkiCa.rollover_detail`); the OCSP service reads its responders again."""
+        done = self.ca.rollover_detail(purpose_of(slot), key_type, actor)
         self.ocsp.invalidate()
-        return gen
+        return done
+
+    def stage(self, slot: str, key_type: KeyType | None = None, *, actor: str = "issuer") -> RootStage:
+        """Stage the next root generation of ``slot``: in the trust bundle at once, issuing
+        nothing until the rollover starts it (:meth:`JpkiCa.stage`)."""
+        return self.ca.stage(purpose_of(slot), key_type, actor)
 
     def destroy_key(self, ref: str, *, actor: str = "issuer"):  # noqa: ANN201 - a KeyDestructionResult
         """Destroy the key of a root generation or OCSP responder no duty needs any more
@@ -75,7 +86,8 @@ class JpkiIssuer:
         return done
 
     def roots(self, slot: str) -> list[x509.Certificate]:
-        """Every root generation of the slot (the relying party's trust store)."""
+        """Every root generation of the slot, oldest first (the relying party's trust store):
+        the retired ones, the issuing one, and the staged next one."""
         return [g.certificate for g in self.ca.generations(purpose_of(slot))]
 
     def root(self, slot: str) -> x509.Certificate:

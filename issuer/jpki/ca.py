@@ -10,6 +10,13 @@ certificates and which root generation is active. A key no duty needs any more (
 generation's once every certificate it issued has expired, a responder's once a newer one
 answers) is destroyed in the key store (:meth:`JpkiCa.destroy_key`), its certificate kept in
 the registry (specs/issuer-keys.md, "A signer's key destroyed").
+
+Publish before use (specs/issuer-keys.md, "The JPKI root generations"): the next generation
+may be staged (:meth:`JpkiCa.stage`): its key made and its certificate published in the trust
+bundle (every generation, ``/trust/jpki-<purpose>-root.pem``) while the current one goes on
+issuing, so relying parties take it before the first certificate it issues; the rollover
+starts it (:meth:`JpkiCa.rollover_detail`). A staged generation is an inactive row of a later
+generation than the active one (no schema change); it gets its OCSP responder when it starts.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from issuer.db import AuditEvent, Credential, IssuerKey, utcnow
@@ -30,6 +37,7 @@ from issuer.key_destruction import (
     KeyDestructionRefused,
     KeyDestructionResult,
     SignerStillSigning,
+    already_destroyed,
     destroy_and_record,
     take_row,
 )
@@ -39,13 +47,28 @@ from protocols.jpki.certificates import build_ocsp_responder_certificate, build_
 from protocols.jpki.profile import JpkiProfile, KeyType, Purpose
 from protocols.jpki.validity import Validity
 
-from .errors import CaNotSetUp, GenerationEnded, RootKeyDestroyed, UnknownJpkiKey
+from .errors import (
+    CaNotSetUp,
+    GenerationEnded,
+    JpkiRootAlreadyStaged,
+    RootKeyDestroyed,
+    StagedRootMismatch,
+    UnknownJpkiKey,
+)
 from .keys import as_private_key
 
 ROOT_YEARS = 20
 RESPONDER_DAYS = 365
 #: A responder certificate is renewed when fewer days than this remain.
 RESPONDER_RENEW_DAYS = 30
+#: A certificate issued now may run to the 10th birthday after its issue (the next card's rule,
+#: ``protocols.jpki.validity.NEXT_CARD_RULE``), up to 11 years, and is not cut at its root's end:
+#: a root generation with fewer days than this left issues certificates that outlive it (a
+#: relying party refuses a chain past its root's end), so it is time to roll it over.
+#: ``mcred doctor`` warns :data:`ROOT_NOTICE_DAYS` before; a staged generation this close to its
+#: own end is no more staged (starting it would be as late).
+ROOT_RENEW_DAYS = 11 * 366
+ROOT_NOTICE_DAYS = 180
 
 _DER = Encoding.DER
 
@@ -68,6 +91,24 @@ def root_purpose(purpose: Purpose) -> str:
 
 def responder_purpose(purpose: Purpose) -> str:
     return f"jpki-ocsp-{purpose.value}"
+
+
+def generation_number(label: str) -> int:
+    """The number of a root generation's label: ``jpki-sign-root-g2`` 2."""
+    return int(label.rpartition("-g")[2])
+
+
+def staged_of(generations: list[Generation], now: dt.datetime) -> Generation | None:
+    """The staged generation among ``generations`` (one purpose's): the newest inactive one of
+    a later generation than the active one, that can still be started (more than
+    :data:`ROOT_RENEW_DAYS` before its end); None when there is none, or no active one."""
+    active = [g for g in generations if g.active]
+    if not active:
+        return None
+    current = generation_number(active[-1].label)
+    later = [g for g in generations if not g.active and generation_number(g.label) > current
+             and now < g.certificate.not_valid_after_utc - dt.timedelta(days=ROOT_RENEW_DAYS)]
+    return max(later, key=lambda g: generation_number(g.label)) if later else None
 
 
 def random_serial() -> int:
@@ -96,6 +137,41 @@ class Generation:
     def key_id(self) -> bytes:
         return self.certificate.extensions.get_extension_for_class(
             x509.SubjectKeyIdentifier).value.digest
+
+
+@dataclass(frozen=True)
+class RootRollover:
+    """What a rollover of a purpose's root did: the generation issuing from now on, the one it
+    retired (``previous``), and when it was staged (``staged_since``; None: made by the
+    rollover, so relying parties meet it with its first certificates)."""
+
+    generation: Generation
+    previous: str | None
+    staged_since: dt.datetime | None = None
+
+    def to_json(self) -> dict:
+        """The answer of ``mcred jpki rollover --json`` and ``POST /trust/jpki-rollover``."""
+        g = self.generation
+        return {"slot": g.purpose.value, "label": g.label, "algorithm": g.algorithm, "key_id": g.key_id.hex(),
+                "serial": format(g.certificate.serial_number, "x"),
+                "not_after": g.certificate.not_valid_after_utc.isoformat(), "previous": self.previous,
+                "staged_since": self.staged_since.isoformat() if self.staged_since else None}
+
+
+@dataclass(frozen=True)
+class RootStage:
+    """What a staging did: the staged generation (in the trust bundle, issuing nothing yet)
+    and the label of the generation still issuing."""
+
+    generation: Generation
+    current: str
+
+    def to_json(self) -> dict:
+        """The answer of ``mcred jpki stage --json`` and ``POST /trust/jpki-stage``."""
+        g = self.generation
+        return {"slot": g.purpose.value, "label": g.label, "algorithm": g.algorithm, "key_id": g.key_id.hex(),
+                "serial": format(g.certificate.serial_number, "x"),
+                "not_after": g.certificate.not_valid_after_utc.isoformat(), "current": self.current}
 
 
 @dataclass(frozen=True)
@@ -172,15 +248,31 @@ class JpkiCa:
             self.responder(out[purpose])
         return out
 
-    def rollover(self, purpose: Purpose, key_type: KeyType = KeyType.RSA_2048,
-                 actor: str = "issuer") -> Generation:
-        """A new key generation under the same root name; it becomes the issuing one. Older
-        generations stay published (trust store, CRLs, OCSP) for what they issued."""
-        now = self.clock()
-        with self.sessions() as s:
-            existing = s.scalars(select(IssuerKey.label).where(
-                IssuerKey.purpose == root_purpose(purpose))).all()
-        n = len(existing) + 1
+    def staged(self, purpose: Purpose, session: Session | None = None) -> Generation | None:
+        """The staged next generation of ``purpose`` (:meth:`stage`), or None (:func:`staged_of`)."""
+        return staged_of(self.generations(purpose, session), self.clock())
+
+    @staticmethod
+    def _lock(s: Session, purpose: Purpose) -> None:
+        """Take the root rows of ``purpose`` for ``s`` and read them afresh (PostgreSQL: ``FOR
+        UPDATE``; SQLite, whose driver reads outside any transaction until the first write: a
+        write that changes nothing first, which takes the database's write lock): a staging or
+        rollover decides on what the one before it committed (a second staging is refused, not
+        made a generation further)."""
+        if s.get_bind().dialect.name == "sqlite":
+            s.execute(update(IssuerKey).where(IssuerKey.purpose == root_purpose(purpose))
+                      .values(active=IssuerKey.active).execution_options(synchronize_session=False))
+        s.scalars(select(IssuerKey).where(IssuerKey.purpose == root_purpose(purpose))
+                  .with_for_update().execution_options(populate_existing=True)).all()
+
+    def _new_generation(self, s: Session, purpose: Purpose, key_type: KeyType, now: dt.datetime,
+                        active: bool, actor: str) -> Generation:
+        """The next root generation of ``purpose`` (the roots' rows taken): its key made in the
+        key store (a label whose key a failed attempt left there is skipped), its certificate
+        self-signed, its row added to ``s`` (``active`` or not: staged), audited
+        ``jpki.root.create``."""
+        existing = set(s.scalars(select(IssuerKey.label).where(IssuerKey.purpose == root_purpose(purpose))).all())
+        n = max((generation_number(label) for label in existing), default=0) + 1
         label = f"{root_purpose(purpose)}-g{n}"
         while label in existing or self.keystore.has(label):
             n += 1
@@ -192,17 +284,81 @@ class JpkiCa:
             validity=Validity(now - dt.timedelta(minutes=5),
                               now + dt.timedelta(days=365 * ROOT_YEARS)),
         )
+        s.add(IssuerKey(label=label, purpose=root_purpose(purpose), algorithm=key_type.value,
+                        certificate=cert.public_bytes(_DER), active=active, created_at=now))
+        s.add(AuditEvent(actor=actor, action="jpki.root.create", subject=label,
+                         detail={"purpose": purpose.value, "algorithm": key_type.value}))
+        s.flush()
+        return Generation(label, purpose, key_type.value, cert, active, now)
+
+    def rollover(self, purpose: Purpose, key_type: KeyType | None = None,
+                 actor: str = "issuer") -> Generation:
+        """The generation issuing from now on (:meth:`rollover_detail`)."""
+        return self.rollover_detail(purpose, key_type, actor).generation
+
+    def rollover_detail(self, purpose: Purpose, key_type: KeyType | None = None,
+                        actor: str = "issuer") -> RootRollover:
+        """Start the next key generation under the same root name; it becomes the issuing one.
+        The staged one (:meth:`stage`) when there is one, the very certificate relying parties
+        took with the bundle since (a ``key_type`` other than its own is refused:
+        :class:`StagedRootMismatch`), else a new one made here with a ``key_type`` key
+        (default RSA-2048). Older generations stay published (trust store, CRLs, OCSP) for
+        what they issued. Audited ``jpki.root.rollover`` (with ``staged_since``), but for the
+        first generation (the set-up)."""
+        now = self.clock()
         with self.sessions.begin() as s:
+            self._lock(s, purpose)
+            gens = self.generations(purpose, s)
+            previous = next((g.label for g in reversed(gens) if g.active), None)
+            staged = staged_of(gens, now)
+            if staged is not None and key_type is not None and KeyType(staged.algorithm) is not key_type:
+                raise StagedRootMismatch(
+                    f"the staged root generation {staged.label} has a {staged.algorithm} key, not "
+                    f"{key_type.value}: the rollover starts it as relying parties hold it (roll over without "
+                    "--key-type)")
             for row in s.scalars(select(IssuerKey).where(
                     IssuerKey.purpose == root_purpose(purpose), IssuerKey.active)).all():
                 row.active = False
-            s.add(IssuerKey(label=label, purpose=root_purpose(purpose), algorithm=key_type.value,
-                            certificate=cert.public_bytes(_DER), active=True, created_at=now))
-            s.add(AuditEvent(actor=actor, action="jpki.root.create", subject=label,
-                             detail={"purpose": purpose.value, "algorithm": key_type.value}))
-        gen = Generation(label, purpose, key_type.value, cert, True, now)
+            if staged is not None:
+                s.get(IssuerKey, staged.label).active = True
+                gen = Generation(staged.label, purpose, staged.algorithm, staged.certificate, True,
+                                 staged.created_at, staged.key_destroyed_at)
+            else:
+                gen = self._new_generation(s, purpose, key_type or KeyType.RSA_2048, now, active=True, actor=actor)
+            if previous is not None:
+                s.add(AuditEvent(actor=actor, action="jpki.root.rollover", subject=gen.label, detail={
+                    "purpose": purpose.value, "previous": previous, "serial": format(gen.certificate.serial_number, "x"),
+                    **({"staged_since": staged.created_at.isoformat()} if staged is not None else {})}))
         self.responder(gen)
-        return gen
+        return RootRollover(gen, previous, staged.created_at if staged is not None else None)
+
+    def stage(self, purpose: Purpose, key_type: KeyType | None = None, actor: str = "issuer") -> RootStage:
+        """Make the next root generation of ``purpose`` without starting it (a ``key_type`` key,
+        default RSA-2048): it is in the trust bundle at once (:meth:`generations`, after the
+        issuing one) while the issuing generation goes on alone, so relying parties take it
+        before the first certificate it issues; it issues nothing and has no OCSP responder
+        until :meth:`rollover_detail` starts it. One staged at a time
+        (:class:`JpkiRootAlreadyStaged`); none before the first generation (:class:`CaNotSetUp`).
+        Audited ``jpki.root.stage``."""
+        now = self.clock()
+        with self.sessions.begin() as s:
+            self._lock(s, purpose)
+            gens = self.generations(purpose, s)
+            current = next((g for g in reversed(gens) if g.active), None)
+            if current is None:
+                raise CaNotSetUp(f"no active {purpose.value} root: run `mcred jpki setup` first; a next "
+                                 "generation can be staged once one issues")
+            staged = staged_of(gens, now)
+            if staged is not None:
+                raise JpkiRootAlreadyStaged(
+                    f"the root generation {staged.label} is already staged (since {staged.created_at:%Y-%m-%d %H:%M} "
+                    f"UTC): roll over to it (mcred jpki rollover --slot {purpose.value}, or POST /trust/jpki-rollover) "
+                    "before staging another")
+            gen = self._new_generation(s, purpose, key_type or KeyType.RSA_2048, now, active=False, actor=actor)
+            s.add(AuditEvent(actor=actor, action="jpki.root.stage", subject=gen.label, detail={
+                "purpose": purpose.value, "current": current.label, "algorithm": gen.algorithm,
+                "serial": format(gen.certificate.serial_number, "x")}))
+        return RootStage(gen, current.label)
 
     def signing_key(self, generation: Generation):
         """The root's key as a signing-only private-key object (see :mod:`.keys`):
@@ -285,7 +441,8 @@ class JpkiCa:
         """Why the key of ``row`` may not be destroyed at ``now``, or None.
 
         * A **root generation**: the issuing one never (:class:`SignerStillSigning`: roll it
-          over first). An older one while a certificate it issued has not expired, revoked or
+          over first), nor a staged one (:meth:`stage`; ``duty`` ``staged``: the next rollover
+          starts it, and relying parties hold it already). An older one while a certificate it issued has not expired, revoked or
           not (:class:`CaDutiesRemain`, ``until`` the last one's notAfter): it signs the CRLs
           of its partitions, which list its revoked certificates, and certifies the OCSP
           responder that answers for them. None once they have all expired, or past its own
@@ -321,8 +478,14 @@ class JpkiCa:
                 f"the OCSP responder {row.label} is the one answering for the retired root generation {generation}, "
                 f"which has {count} certificate(s) that have not expired (the last ends {until:%Y-%m-%d %H:%M} UTC): "
                 "its key is needed until then")
+        slot = row.purpose.removeprefix("jpki-").removesuffix("-root")
+        staged = staged_of(self.generations(Purpose(slot), session), now)
+        if staged is not None and staged.label == row.label:
+            return SignerStillSigning(
+                f"the root generation {row.label} is staged (in the trust bundle since "
+                f"{row.created_at:%Y-%m-%d %H:%M} UTC): the next rollover starts it and it issues certificates from "
+                f"then on (mcred jpki rollover --slot {slot}); its key is needed", duty="staged")
         if row.active:
-            slot = row.purpose.removeprefix("jpki-").removesuffix("-root")
             return SignerStillSigning(
                 f"the root generation {row.label} is the one issuing certificates now: its key is needed; roll it "
                 f"over first (mcred jpki rollover --slot {slot})")
@@ -358,7 +521,7 @@ class JpkiCa:
             row = self.key_row(s, ref)
             take_row(s, row)
             if row.key_destroyed_at is not None:
-                return KeyDestructionResult.of(row, False)
+                return already_destroyed(s, self.keystore, row, actor=actor, action="jpki.key.destroy")
             refusal = self.key_duty(s, row, now)
             if refusal is not None:
                 raise refusal

@@ -51,3 +51,14 @@ class RootKeyDestroyed(IssuerJpkiError, KeyDestroyed):
 
 class UnknownJpkiKey(IssuerJpkiError):
     """No JPKI root generation or OCSP responder answers to the label or serial given."""
+
+
+class JpkiRootAlreadyStaged(IssuerJpkiError):
+    """A next root generation of the purpose is staged already (``JpkiCa.stage``): one at a
+    time; the rollover starts it (``mcred jpki rollover``) before another is staged."""
+
+
+class StagedRootMismatch(IssuerJpkiError):
+    """A rollover asked for a key type other than the staged generation's: the rollover starts
+    the staged generation, the very certificate relying parties hold, with the key it was
+    staged with."""

@@ -1,7 +1,9 @@
 """The issuer's OCSP service: the registry as the lookup of :func:`protocols.jpki.ocsp.respond`.
 
 Every root generation of both purposes has its delegated responder (see :mod:`.ca`) until
-the root expires (then its certificates' requests are ``unauthorized``); a
+the root expires (then its certificates' requests are ``unauthorized``), but a staged one
+(``JpkiCa.stage``: it has issued nothing; its responder is made when the rollover starts it,
+and a request naming it is ``unauthorized`` until then); a
 request is answered by the responder of the generation its CertIDs name (issuerNameHash +
 issuerKeyHash, SHA-1 or SHA-256, RFC 6960 4.1.1). Registry status maps to OCSP status:
 valid -> good, hold -> revoked (certificateHold), revoked -> revoked (recorded reason and
@@ -36,7 +38,7 @@ from protocols.jpki.ocsp import (
 )
 from protocols.jpki.profile import Purpose
 
-from .ca import KIND, Generation, JpkiCa
+from .ca import KIND, Generation, JpkiCa, staged_of
 from .errors import GenerationEnded, RootKeyDestroyed
 
 CACHE_SECONDS = 60.0
@@ -73,7 +75,11 @@ class OcspService:
             return
         responders, by_hash = [], {}
         for purpose in Purpose:
-            for gen in self.ca.generations(purpose):
+            generations = self.ca.generations(purpose)
+            staged = staged_of(generations, now)
+            for gen in generations:
+                if staged is not None and gen.label == staged.label:
+                    continue  # staged: it has issued nothing, and gets its responder when it starts
                 try:
                     r = self.ca.responder(gen)
                 except GenerationEnded:

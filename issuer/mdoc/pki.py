@@ -48,7 +48,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from issuer.db import AuditEvent, IssuerKey, StatusList
-from issuer.key_destruction import destroy_in_store, take_row
+from issuer.key_destruction import destroy_in_store, destroy_restored, take_row
 from issuer.keystore import CoseSignerAdapter, KeyStoreError
 from issuer.mdoc.errors import (
     CaDutiesRemain,
@@ -177,6 +177,8 @@ class KeyDestruction:
     row: IssuerKey
     changed: bool
     found_absent: bool = False
+    #: recorded destroyed before, the key store held it again: destroyed again now
+    restored: bool = False
 
 
 @dataclass(frozen=True)
@@ -1099,7 +1101,7 @@ class MdocPki:
         else:
             take_row(session, row)
         if row.key_destroyed_at is not None:
-            return KeyDestruction(row, False)
+            return KeyDestruction(row, False, restored=destroy_restored(self.keystore, row))
         refusal = self.key_duty(session, row, now)
         if refusal is not None:
             raise refusal

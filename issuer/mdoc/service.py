@@ -631,8 +631,8 @@ class MdocService:
 
         def work(s: Session) -> KeyDestructionResult:
             done = self.pki.destroy_key(s, ref, self.clock())
-            result = KeyDestructionResult.of(done.row, done.changed, done.found_absent)
-            if done.changed:
+            result = KeyDestructionResult.of(done.row, done.changed, done.found_absent, done.restored)
+            if done.changed or done.restored:
                 audit_destruction(s, result, actor=actor, action="mdoc.key.destroy")
             return result
 

@@ -1,4 +1,4 @@
-"""``mcred jpki sign|verify|setup|rollover|pin``, ``mcred revoke``, ``mcred release``,
+"""``mcred jpki sign|verify|setup|stage|rollover|pin``, ``mcred revoke``, ``mcred release``,
 ``mcred serve`` and the JPKI exports (``jpki-root``, ``jpki-cert``, ``crl``)."""
 
 from __future__ import annotations
@@ -99,14 +99,73 @@ def setup(key_type: str = typer.Option("rsa2048", help="rsa2048 or p384"),
 
 
 @jpki_app.command("rollover")
-def rollover(slot: str = SLOT, key_type: str = typer.Option("rsa2048", help="rsa2048 or p384"),
-             as_json: bool = typer.Option(False, "--json", help="Print {slot, label, algorithm, key_id}.")) -> None:
-    """Start a new root key generation (same name; older ones stay published)."""
-    gen = _issuer().rollover(_check_slot(slot), _key_type(key_type), actor=cli_actor())
+def rollover(slot: str = SLOT,
+             key_type: str | None = typer.Option(None, help="rsa2048 or p384: the key of a generation made here "
+                                                 "(default rsa2048); a staged generation starts with its own"),
+             as_json: bool = typer.Option(False, "--json", help="Print {slot, label, algorithm, key_id, serial, "
+                                          "not_after, previous, staged_since}.")) -> None:
+    """Start the next root key generation of a slot (same name; older ones stay published).
+
+    The staged generation (mcred jpki stage) when there is one: relying parties that took the
+    trust bundle since it was staged already trust its certificates. Else a new one, and new
+    certificates chain to it at once: give relying parties the bundle (mcred export jpki-root,
+    or /trust/jpki-sign-root.pem, /trust/jpki-auth-root.pem) before issuing."""
+    from issuer.jpki.errors import StagedRootMismatch
+    from issuer.keystore import KeyStoreError
+
+    _check_slot(slot)
+    wanted = _key_type(key_type) if key_type is not None else None
+    try:
+        done = _issuer().rollover_detail(slot, wanted, actor=cli_actor())
+    except StagedRootMismatch as exc:  # nothing was started
+        raise fail(str(exc), as_json) from None
+    except KeyStoreError as exc:
+        raise fail(f"the key store could not make the new root's key: {exc}", as_json) from None
+    gen = done.generation
     if as_json:
-        typer.echo(json.dumps({"slot": slot, **_generation(gen)}))
+        typer.echo(json.dumps(done.to_json()))
+        return
+    if done.staged_since is not None:
+        typer.echo(f"{slot}: staged generation {gen.label} started, key id {gen.key_id.hex()}; it has been in the "
+                   f"trust bundle since {done.staged_since:%Y-%m-%d %H:%M} UTC: relying parties that took the bundle "
+                   "since then trust its certificates")
         return
     typer.echo(f"{slot}: new generation {gen.label} key id {gen.key_id.hex()}")
+    typer.echo(f"relying parties need it before they see its certificates: mcred export jpki-root --slot {slot} "
+               f"--out FILE.pem, or /trust/jpki-{slot}-root.pem (mcred jpki stage publishes the next generation "
+               "ahead of its use)")
+
+
+@jpki_app.command("stage")
+def stage(slot: str = SLOT,
+          key_type: str = typer.Option("rsa2048", help="rsa2048 or p384"),
+          as_json: bool = typer.Option(False, "--json", help="Print {slot, label, algorithm, key_id, serial, "
+                                       "not_after, current}.")) -> None:
+    """Make the next root key generation of a slot and publish it in the trust bundle, without
+    starting it.
+
+    The issuing generation goes on issuing; relying parties that take the bundle (mcred export
+    jpki-root, or /trust/jpki-sign-root.pem, /trust/jpki-auth-root.pem) from now on already
+    trust the staged generation when mcred jpki rollover starts it, so its first certificates
+    verify everywhere at once. One staged generation per slot at a time."""
+    from issuer.jpki.errors import CaNotSetUp, JpkiRootAlreadyStaged
+    from issuer.keystore import KeyStoreError
+
+    _check_slot(slot)
+    try:
+        done = _issuer().stage(slot, _key_type(key_type), actor=cli_actor())
+    except (JpkiRootAlreadyStaged, CaNotSetUp) as exc:  # nothing was made
+        raise fail(str(exc), as_json) from None
+    except KeyStoreError as exc:
+        raise fail(f"the key store could not make the staged root's key: {exc}", as_json) from None
+    if as_json:
+        typer.echo(json.dumps(done.to_json()))
+        return
+    gen = done.generation
+    typer.echo(f"{slot}: staged generation {gen.label} ({gen.algorithm}) key id {gen.key_id.hex()} until "
+               f"{gen.certificate.not_valid_after_utc.date().isoformat()}; {done.current} goes on issuing")
+    typer.echo(f"give relying parties the trust bundle now (mcred export jpki-root --slot {slot} --out FILE.pem, or "
+               f"/trust/jpki-{slot}-root.pem), then start it: mcred jpki rollover --slot {slot}")
 
 
 key_app = typer.Typer(help="The private keys of the JPKI roots and their OCSP responders: destroy one no duty "
@@ -122,8 +181,8 @@ def key_destroy(ref: str = typer.Argument(..., metavar="REF", help="The key: a r
     """Destroy a JPKI key in the key store, for good, once no duty needs it: an older root
     generation's (mcred jpki rollover leaves them) once every certificate it issued has
     expired, an OCSP responder's once a newer one answers for its root generation, or its
-    generation has ended or has nothing left to answer for. Refused (exit 2, nothing changed) for the issuing root generation, the
-    responder answering now, and an older generation with certificates that have not
+    generation has ended or has nothing left to answer for. Refused (exit 2, nothing changed) for the issuing root generation, a
+    staged one (mcred jpki stage), the responder answering now, and an older generation with certificates that have not
     expired (the error says when the last one ends). Its certificate stays (a root's in the
     trust bundle, mcred export jpki-root); the time is recorded and audited
     (jpki.key.destroy). Again: already destroyed, exit 0."""
@@ -973,7 +1032,8 @@ def export_root(slot: str = typer.Option("sign", "--slot", help="sign (signing c
                                          "authentication) or all (both, one PEM bundle: what a relying party "
                                          "that verifies signatures and logins trusts)"),
                 out: Path = typer.Option(..., "--out", callback=out_path)) -> None:
-    """The active root of a slot (PEM or DER by extension; .pem holds every generation)."""
+    """The active root of a slot (PEM or DER by extension; .pem holds every generation: the
+    older ones, the active one and the staged next one, mcred jpki stage)."""
     if slot == "all":
         if out.suffix.lower() != ".pem":
             raise typer.BadParameter("--slot all writes a PEM bundle: name it .pem", param_hint="--out")
@@ -992,9 +1052,10 @@ def export_root(slot: str = typer.Option("sign", "--slot", help="sign (signing c
 @export_app.command("tsa-root")
 def export_tsa_root(out: Path = typer.Option(..., "--out", callback=out_path)) -> None:
     """The time-stamping roots of this installation's TSA (PEM or DER by extension; .pem holds
-    every generation, the current first, so that tokens made under an older root before a
-    rollover (mcred tsa rollover) verify as well as new ones; .der the current one): what a
-    relying party trusts for signature time-stamps."""
+    every generation, the current first, then the staged next one (mcred tsa stage), then the
+    older ones, so that tokens made under an older root before a rollover (mcred tsa rollover)
+    verify as well as new ones; .der the current one): what a relying party trusts for
+    signature time-stamps."""
     roots = _tsa().roots()
     if out.suffix.lower() == ".pem":
         out.write_bytes(b"".join(r.public_bytes(Encoding.PEM) for r in roots))

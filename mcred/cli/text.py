@@ -239,6 +239,9 @@ def key_destruction_line(done) -> str | None:  # noqa: ANN001 - an issuer.key_de
     if done is None:
         return None
     at = f"{done.key_destroyed_at:%Y-%m-%d %H:%M:%S} UTC"
+    if done.restored:
+        return (f"the key of {done.label}, recorded destroyed at {at}, was in the key store again (a backup "
+                "restored?): destroyed again now")
     if not done.changed:
         return f"the key of {done.label} was already destroyed ({at})"
     if done.found_absent:

@@ -1,10 +1,11 @@
-"""``mcred tsa stamp|verify|log|revoke|rollover``: the time-stamping authority from the command line (RFC 3161).
+"""``mcred tsa stamp|verify|log|revoke|stage|rollover``: the time-stamping authority from the command line (RFC 3161).
 
 ``stamp`` asks a TSA (this installation's, or one at ``--url``) for a token over a file and
 writes the TimeStampResp as ``openssl ts`` writes it (``.tsr``); ``verify`` checks a reply
 or token against a file and the time-stamping roots; ``log`` lists what this installation's
 TSA stamped (its audit rows), to answer "did we issue this token?"; ``revoke`` takes a TSA
-unit out of service (its root's CRL lists it); ``rollover`` starts a new root generation with a
+unit out of service (its root's CRL lists it); ``stage`` publishes the next root generation ahead
+of its use; ``rollover`` starts the next root generation (the staged one, else a new one) with a
 new unit; ``key destroy`` destroys a key no duty needs.
 """
 
@@ -210,16 +211,17 @@ def revoke(unit: str = typer.Argument(..., help="the unit: its label (tsa-unit-N
 @tsa_app.command("rollover")
 def rollover(as_json: bool = typer.Option(False, "--json", help="Print {\"root\", \"serial\", \"not_before\", "
                                           "\"not_after\", \"unit\", \"unit_serial\", \"unit_not_after\", "
-                                          "\"previous\", \"crl\", \"automatic\"}: the new root generation, "
-                                          "the unit it certified, the root it retired.")) -> None:
-    """Roll the TSA's root over: a new root generation (tsa-root-gN, its key made in the key
-    store) and a new unit under it, which stamps from now on (audited tsa.root.rollover). The
-    older root is retired, not revoked: it certifies nothing more, and signs the CRL of the
-    units it certified (at its own URL, /tsa/root.crl or /tsa/root-gN.crl) until they have all
-    expired; their time-stamps verify as before. Hand relying parties the roots again
-    (mcred export tsa-root --out tsa-root.pem, GET /tsa/root.pem: every generation, the new
-    one first): they refuse the new unit's time-stamps until they hold its root. The TSA
-    rolls over by itself when a new unit is due in its root's last three years."""
+                                          "\"previous\", \"crl\", \"automatic\", \"staged_since\"}: the new root "
+                                          "generation, the unit it certified, the root it retired.")) -> None:
+    """Roll the TSA's root over: the next root generation, the staged one (mcred tsa stage)
+    when there is one, else a new one (tsa-root-gN, its key made in the key store), and a new
+    unit under it, which stamps from now on (audited tsa.root.rollover). The older root is
+    retired, not revoked: it certifies nothing more, and signs the CRL of the units it
+    certified (at its own URL, /tsa/root.crl or /tsa/root-gN.crl) until they have all expired;
+    their time-stamps verify as before. Relying parties that took the roots (mcred export
+    tsa-root, GET /tsa/root.pem) since the staging hold the new one already; a new one made
+    here they refuse until they take the roots again. The TSA stages its next root by itself a
+    year before its root's last three years, and starts it when a new unit is due in them."""
     from issuer.keystore import KeyStoreError
 
     try:
@@ -229,12 +231,45 @@ def rollover(as_json: bool = typer.Option(False, "--json", help="Print {\"root\"
     if as_json:
         typer.echo(json.dumps(done.to_json(), ensure_ascii=False))
         return
-    typer.echo(f"{done.root} (serial {done.serial:x}) is the TSA's root from now on, valid until "
+    made = "the staged root " if done.staged_since else ""
+    typer.echo(f"{made}{done.root} (serial {done.serial:x}) is the TSA's root from now on, valid until "
                f"{done.not_after.date().isoformat()}; {done.unit} (serial {done.unit_serial:x}) stamps under it"
                + (f", its revocation at {done.crl}" if done.crl else ""))
     if done.previous:
         typer.echo(f"{done.previous} is retired: it signs the CRL of its units until they expire")
-    typer.echo("relying parties need the new root: mcred export tsa-root --out tsa-root.pem (or GET /tsa/root.pem)")
+    if done.staged_since:
+        typer.echo(f"it has been in the roots (GET /tsa/root.pem) since {done.staged_since:%Y-%m-%d %H:%M} UTC: "
+                   "relying parties that took them since then trust its time-stamps")
+    else:
+        typer.echo("relying parties need the new root: mcred export tsa-root --out tsa-root.pem (or GET "
+                   "/tsa/root.pem; mcred tsa stage publishes the next root ahead of its use)")
+
+
+@tsa_app.command("stage")
+def stage(as_json: bool = typer.Option(False, "--json", help="Print {\"root\", \"serial\", \"not_before\", "
+                                       "\"not_after\", \"current\", \"automatic\"}: the staged root generation "
+                                       "and the root still current.")) -> None:
+    """Make the TSA's next root generation and publish it with the roots (GET /tsa/root.pem,
+    mcred export tsa-root: right after the current one), without starting it (audited
+    tsa.root.stage). The current root and its unit go on stamping; relying parties that take
+    the roots from now on already trust the staged root when mcred tsa rollover (or the TSA's
+    own rollover in its root's last three years) starts it. One staged root at a time."""
+    from issuer.keystore import KeyStoreError
+    from issuer.tsa import TsaRootAlreadyStaged
+
+    try:
+        done = _authority().stage(actor=cli_actor())
+    except TsaRootAlreadyStaged as exc:  # nothing was made
+        raise _fail(str(exc), 2, as_json) from None
+    except KeyStoreError as exc:
+        raise _fail(f"the key store could not make the staged root's key: {exc}", 2, as_json) from None
+    if as_json:
+        typer.echo(json.dumps(done.to_json(), ensure_ascii=False))
+        return
+    typer.echo(f"staged root {done.root} (serial {done.serial:x}) valid until {done.not_after.date().isoformat()}; "
+               f"{done.current} goes on certifying the unit that stamps")
+    typer.echo("give relying parties the roots now (mcred export tsa-root --out tsa-root.pem, or GET /tsa/root.pem), "
+               "then start it: mcred tsa rollover")
 
 
 key_app = typer.Typer(help="The TSA's private keys: destroy one no duty needs (specs/issuer-keys.md).",
@@ -248,8 +283,8 @@ def key_destroy(ref: str = typer.Argument(..., metavar="REF", help="The key: a u
                 as_json: bool = typer.Option(False, "--json")) -> None:
     """Destroy a TSA key in the key store, for good, once no duty needs it: a revoked unit's
     (any reason: a key-compromise procedure ends here), or a retired one's (a newer unit
-    stamps). Refused (exit 2, nothing changed) for the unit stamping now and the current
-    root. Its certificate stays (in the registry and in every token it made, which verify as
+    stamps). Refused (exit 2, nothing changed) for the unit stamping now, the current
+    root and a staged one (mcred tsa stage). Its certificate stays (in the registry and in every token it made, which verify as
     before); the time is recorded and audited (tsa.key.destroy). Again: already destroyed,
     exit 0."""
     from issuer.key_destruction import KeyDestructionRefused
