@@ -223,9 +223,11 @@ def test_housekeeping_re_signs_the_iaca_crl_and_status_lists_and_rolls_the_docum
 
 
 def test_housekeeping_renews_the_tsa_unit_and_signs_its_roots_crl(installation):
-    """The TSA's root CRL is signed again in its last hour with no relying party asking, and
-    its unit renewed in its last 90 days with no time-stamp asked (audited by the TSA)."""
+    """The TSA's root CRL is signed again in its last hour with no relying party asking, its
+    unit renewed in its last 90 days and its next root staged in the root's last four years,
+    with no time-stamp asked (audited by the TSA)."""
     from issuer.db import TsaRootCrl
+    from issuer.tsa import ROOT_RENEW_DAYS, ROOT_STAGE_DAYS
     from mcred.timestamps import time_stamp_authority
 
     ctx, clock = installation
@@ -243,6 +245,13 @@ def test_housekeeping_renews_the_tsa_unit_and_signs_its_roots_crl(installation):
     renewed = _run(ctx, "tsa")["tsa"]
     assert "made tsa-unit-2" in renewed.did, renewed.outcome
     assert [e.actor for e in _events(ctx, "tsa.unit.create")] == ["issuer", "issuer"]
+
+    # the root's last four years: the next root staged, no time-stamp asked
+    clock.now = tsa.root().not_valid_after_utc - dt.timedelta(days=ROOT_RENEW_DAYS + ROOT_STAGE_DAYS - 1)
+    staged = _run(ctx, "tsa")["tsa"]
+    assert "staged tsa-root-g2" in staged.did, staged.outcome
+    (event,) = _events(ctx, "tsa.root.stage")
+    assert (event.actor, event.subject, event.detail["automatic"]) == ("issuer", "tsa-root-g2", True)
 
 
 def _samples(text: str) -> dict[tuple[str, tuple], float]:
