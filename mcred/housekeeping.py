@@ -189,15 +189,16 @@ def _named(items: Sequence[str], what: str) -> str:
 
 def jpki(ctx: Context, actor: str) -> Done:
     """The JPKI CAs, as relying parties find them: each root generation's trust bundle, the
-    OCSP responder of each generation (renewed in its last 30 days, as the OCSP service's
-    next reload would), and the CRL of every partition of every root generation (the issuing
+    OCSP responder of each generation but a staged one (renewed in its last 30 days, as the
+    OCSP service's next reload would), and the CRL of every partition of every root generation
+    but a staged one, which issued nothing (the issuing
     one's for every partition, an older one's for those it issued in), signed again when
     less than an hour is left before its nextUpdate or a revocation marked it stale
     (``issuer.jpki.publication``). An older generation thus issues CRLs beyond its
     certificates' end without anyone asking, before its key is destroyed."""
     from issuer.db import Credential
     from issuer.jpki import partitions
-    from issuer.jpki.ca import KIND, responder_purpose, root_purpose
+    from issuer.jpki.ca import KIND, responder_purpose, root_purpose, staged_of
     from issuer.jpki.errors import GenerationEnded
     from issuer.jpki.models import JpkiCrlCache
     from issuer.key_destruction import KeyDestroyed
@@ -222,7 +223,11 @@ def jpki(ctx: Context, actor: str) -> Done:
     for purpose in Purpose:
         issuer.roots(purpose.value)  # the trust bundle, as a relying party takes it
         now = issuer.ca.clock()
-        for gen in issuer.ca.generations(purpose):
+        generations = issuer.ca.generations(purpose)
+        staged = staged_of(generations, now)
+        for gen in generations:
+            if staged is not None and gen.label == staged.label:
+                continue  # staged (mcred jpki stage): it issued nothing, and gets its responder when it starts
             if gen.key_destroyed_at is not None or not now < gen.certificate.not_valid_after_utc:
                 ended += 1
                 continue

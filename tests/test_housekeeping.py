@@ -126,6 +126,13 @@ def _cached(ctx: Context, key: str):
         return s.get(JpkiCrlCache, ("sign", key))
 
 
+def _responders(ctx: Context):
+    from issuer.db import IssuerKey
+
+    with ctx.sessions() as s:
+        return list(s.scalars(select(IssuerKey).where(IssuerKey.purpose.like("jpki-ocsp-%")).order_by(IssuerKey.label)))
+
+
 def _number(crl: x509.CertificateRevocationList) -> int:
     return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
 
@@ -157,6 +164,10 @@ def test_housekeeping_re_signs_a_jpki_crl_before_a_relying_party_asks(installati
             assert "nothing due" in _run(ctx, "jpki")["jpki"].outcome
 
             g1 = issuer.ca.active(Purpose.SIGN)
+            issuer.stage("sign", KeyType.EC_P384)  # published ahead: it issued nothing, answers for nothing
+            staged = _run(ctx, "jpki")["jpki"]
+            assert staged.ok and "jpki-sign-root-g2" not in _said(staged), staged.outcome
+            assert [r.label for r in _responders(ctx)] == ["jpki-auth-root-g1-ocsp-1", "jpki-sign-root-g1-ocsp-1"]
             issuer.rollover("sign", KeyType.EC_P384)
             revoke(ctx.sessions, phone.phone_id, "keyCompromise", "sign", now=clock.now)
             cert = x509.load_der_x509_certificate(phone.certs["sign"])
