@@ -39,6 +39,8 @@ from issuer.key_destruction import destroy_and_record
 from issuer.keystore import KeyStoreError, MemoryKeyStore
 from issuer.revocation import revoke
 from issuer.tsa import CRL_VALIDITY, TimeStampAuthority, TsaRootKeyDestroyed
+from mcred.api_models import KeyDestruction
+from mcred.cli.text import key_destruction_line
 from mcred.db import make_engine, migrate
 from mcred.timestamps import Stamper
 from protocols import crl as ca_crl
@@ -149,7 +151,10 @@ def test_an_iacas_final_crl_lists_every_signer_it_revoked_and_is_served_for_good
     (final,) = done.final_crls
     assert (final.crl, final.entries, final.this_update) == ("/trust/iaca.crl", 2, clock.now)
     assert final.crl_number > _number(ordinary)
+    assert KeyDestruction.model_validate(done.to_json()).final_crls[0].crl_number == final.crl_number  # the API's
     assert done.to_json()["final_crls"] == [final.to_json()]
+    assert (f"its final CRL (/trust/iaca.crl, cRLNumber {final.crl_number}, 2 entries, nextUpdate 9999-12-31) is "
+            "served for good") in key_destruction_line(done)
     served = client.get("/trust/iaca.crl")
     crl = x509.load_der_x509_crl(served.content)
     _is_final(crl, iaca1, clock.now)
