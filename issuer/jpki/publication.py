@@ -122,7 +122,7 @@ def seal(ca: JpkiCa, gen: Generation, now: dt.datetime) -> list[FinalCrl]:
     cRLNumber above any before, nextUpdate :data:`protocols.crl.NO_NEXT_UPDATE`; each signed and
     cached in a transaction of its own, under the same locks as any rebuild, unless one is
     cached already (a destruction interrupted after it: never signed twice)."""
-    with ca.sessions() as s:
+    with ca.sessions.begin() as s:  # committed, not rolled back (psycopg keeps its prepared statements)
         codes = partitions.all_codes(s)
         known = {c.partition for c in s.scalars(select(JpkiCrlCache).where(
             JpkiCrlCache.purpose == gen.purpose.value, JpkiCrlCache.partition.startswith(f"{gen.label}/")))}
@@ -137,7 +137,7 @@ def seal(ca: JpkiCa, gen: Generation, now: dt.datetime) -> list[FinalCrl]:
                 break
             except IntegrityError:
                 continue  # a concurrent first publication created the state row: go again
-        with ca.sessions() as s:
+        with ca.sessions.begin() as s:
             cached = s.get(JpkiCrlCache, (gen.purpose.value, key))
             out.append(FinalCrl(f"/crl/{gen.purpose.value}/{code}.crl?key_id={gen.key_id.hex()}", cached.crl_number,
                                 cached.this_update, len(load(cached.body))))
