@@ -208,8 +208,10 @@ class CrlState(IssuerBase):
 class TsaRootCrl(IssuerBase):
     """The CRL each time-stamping root generation signed last (``issuer.tsa``; revision
     ``i0024tsacrl``): its cRLNumber only grows across processes, and once an older root's key
-    is destroyed (its units all expired) it is what ``/tsa/root-gN.crl`` serves until an hour
-    before its nextUpdate (then ``410``: nothing can sign another)."""
+    is destroyed (its units all expired) it is its final CRL (nextUpdate 9999-12-31T23:59:59Z,
+    :data:`protocols.crl.NO_NEXT_UPDATE`), which ``/tsa/root-gN.crl`` serves for good; a key
+    destroyed before final CRLs were signed left an ordinary one, served until an hour before
+    its nextUpdate (then ``410``: nothing can sign another)."""
 
     __tablename__ = "tsa_root_crls"
     root_label: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -9,6 +9,12 @@ the key's ``issuer_keys`` row records when (``key_destroyed_at``), its certifica
 the row and is published from there, the audit trail says who did it, and a second call
 changes nothing and says so (``already``).
 
+A CA's key (an IACA, a VICAL CA, a JPKI root generation, a TSA root) signs a **final CRL**
+before it goes (:class:`FinalCrl`; specs/revocation.md, "A CA's final CRL"): every certificate
+it revoked, thisUpdate the time of the destruction, nextUpdate
+:data:`protocols.crl.NO_NEXT_UPDATE`, committed before the key is destroyed and served from
+then on for good. Each PKI signs its own; the destruction reports them (``final_crls``).
+
 The errors here are the common ground of the three PKIs' own (``issuer.mdoc.errors``
 subclasses them): a caller that destroys keys of any PKI catches these, and the API answers
 each with one problem type.
@@ -68,6 +74,21 @@ class CaDutiesRemain(KeyDestructionRefused):
 
 
 @dataclass(frozen=True)
+class FinalCrl:
+    """A final CRL a CA signed before its key was destroyed: where it is served (the path
+    under the issuer's public URL), its cRLNumber, thisUpdate, and how many entries it has."""
+
+    crl: str
+    crl_number: int
+    this_update: dt.datetime
+    entries: int
+
+    def to_json(self) -> dict:
+        return {"crl": self.crl, "crl_number": self.crl_number, "this_update": self.this_update.isoformat(),
+                "entries": self.entries}
+
+
+@dataclass(frozen=True)
 class KeyDestructionResult:
     """What a key destruction did: the key (never the key itself: its label, purpose and
     certificate's facts), when it was destroyed, whether this call destroyed it (False:
@@ -87,15 +108,20 @@ class KeyDestructionResult:
     #: recorded destroyed before, yet the key store held the key again (a backup of the store
     #: restored, a token re-imported): destroyed again by this call, the first record kept
     restored: bool = False
+    #: a CA's: the final CRLs it signed before its key went (by this call, or by one
+    #: interrupted after signing them); none for another key, a CA that signs no CRL any more
+    #: (revoked, withdrawn, an IACA or VICAL CA past its end), one whose key the store no longer
+    #: held, or in an answer ``already``
+    final_crls: tuple[FinalCrl, ...] = ()
 
     @classmethod
     def of(cls, row: IssuerKey, changed: bool, found_absent: bool = False,
-           restored: bool = False) -> KeyDestructionResult:
+           restored: bool = False, final_crls: tuple[FinalCrl, ...] = ()) -> KeyDestructionResult:
         """The result for the key of ``row`` (its certificate read from the row)."""
         cert = x509.load_der_x509_certificate(row.certificate)
         return cls(row.label, row.purpose, format(cert.serial_number, "x"), cert.subject.rfc4514_string(),
                    cert.not_valid_after_utc, row.revoked_at, row.revocation_reason, row.key_destroyed_at,
-                   changed, found_absent, restored)
+                   changed, found_absent, restored, tuple(final_crls))
 
     def to_json(self) -> dict:
         """The answer of ``mcred mdoc|jpki|tsa key destroy --json`` and POST /trust/key-destructions."""
@@ -103,7 +129,8 @@ class KeyDestructionResult:
                 "not_after": self.not_after.isoformat(),
                 "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None, "reason": self.reason,
                 "key_destroyed_at": self.key_destroyed_at.isoformat(), "changed": self.changed,
-                "already": not self.changed, "found_absent": self.found_absent, "restored": self.restored}
+                "already": not self.changed, "found_absent": self.found_absent, "restored": self.restored,
+                "final_crls": [f.to_json() for f in self.final_crls]}
 
 
 def take_row(session: Session, row: IssuerKey) -> None:
@@ -131,11 +158,13 @@ def destroy_in_store(keystore: KeyStore, row: IssuerKey, now: dt.datetime) -> bo
 
 def audit_destruction(session: Session, done: KeyDestructionResult, *, actor: str, action: str) -> None:
     """The audit event of a destruction ``done`` (subject the label; its serial, purpose,
-    whether and why it was revoked, ``found_absent``), in the caller's transaction."""
+    whether and why it was revoked, ``found_absent``, and how many final CRLs the CA signed
+    before, ``final_crls``, when it signed any), in the caller's transaction."""
     session.add(AuditEvent(actor=actor, action=action, subject=done.label, detail={
         "serial": done.serial, "purpose": done.purpose, "revoked": done.revoked_at is not None,
         "reason": done.reason, "found_absent": done.found_absent,
-        **({"restored": True} if done.restored else {})}))
+        **({"restored": True} if done.restored else {}),
+        **({"final_crls": len(done.final_crls)} if done.final_crls else {})}))
     session.flush()
 
 
@@ -167,13 +196,13 @@ def already_destroyed(session: Session, keystore: KeyStore, row: IssuerKey, *, a
 
 
 def destroy_and_record(session: Session, keystore: KeyStore, row: IssuerKey, now: dt.datetime, *,
-                       actor: str, action: str) -> KeyDestructionResult:
+                       actor: str, action: str, final_crls: tuple[FinalCrl, ...] = ()) -> KeyDestructionResult:
     """Destroy the key of ``row`` (no duty needs it: the caller asked) in ``keystore``, record
     when on the row and audit it as ``action`` (:func:`destroy_in_store`,
     :func:`audit_destruction`), in the caller's transaction. The key is destroyed before that
     transaction commits: one rolled back afterwards leaves the key gone and no record, and the
     next call finds no key and records it then (``found_absent``)."""
     absent = destroy_in_store(keystore, row, now)
-    done = KeyDestructionResult.of(row, True, absent)
+    done = KeyDestructionResult.of(row, True, absent, final_crls=final_crls)
     audit_destruction(session, done, actor=actor, action=action)
     return done

@@ -33,7 +33,9 @@ relying parties that follow the bundle hold it before its first time-stamp. A st
 inactive row of a later generation than the current (active) one. A key no duty needs any more (a revoked or retired unit's, an older root's
 once its units have expired) is destroyed in the key store
 (:meth:`TimeStampAuthority.destroy_key`), its certificate kept in the registry
-(specs/issuer-keys.md, "A signer's key destroyed").
+(specs/issuer-keys.md, "A signer's key destroyed"); an older root signs its final CRL first
+(:meth:`TimeStampAuthority.seal`: every unit it revoked, nextUpdate
+:data:`protocols.crl.NO_NEXT_UPDATE`), served from then on for good.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from issuer.jpki.ca import random_serial
 from issuer.jpki.keys import as_private_key
 from issuer.key_destruction import (
     CaDutiesRemain,
+    FinalCrl,
     KeyDestroyed,
     KeyDestructionRefused,
     KeyDestructionResult,
@@ -70,7 +73,7 @@ from issuer.keystore import KeyStore
 from issuer.revocation import check_invalidity_date
 from protocols import tsp
 from protocols.certs import SerialError, authority_key_id, parse_serial, subject_key_id
-from protocols.crl import REASONS, Revoked, crl_builder
+from protocols.crl import NO_NEXT_UPDATE, REASONS, Revoked, crl_builder
 from protocols.tsp.certificates import build_tsa_root, build_tsa_unit
 
 _log = logging.getLogger(__name__)
@@ -106,8 +109,9 @@ UNIT_RECHECK_SECONDS = 30.0
 CRL_VALIDITY = dt.timedelta(days=1)
 #: how long a made CRL is served before it is made again (a revocation here remakes it at once)
 CRL_REMAKE_SECONDS = 60.0
-#: a root whose key was destroyed serves the CRL it signed last until this long before its
-#: nextUpdate, as a JPKI root generation's cached CRL is (``issuer.jpki.publication.REFRESH``)
+#: a root whose key was destroyed without a final CRL (before final CRLs were signed) serves
+#: the CRL it signed last until this long before its nextUpdate, as a JPKI root generation's
+#: cached CRL is (``issuer.jpki.publication.REFRESH``)
 CRL_REFRESH = dt.timedelta(hours=1)
 ALGORITHM = "p256"
 ROOT_NAME = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
@@ -722,21 +726,59 @@ class TimeStampAuthority:
         record when on its row (``key_destroyed_at``) and audit it (``tsa.key.destroy``). Its
         certificate stays in the registry (a unit's travels in every token it made, which
         verify as before; the root's is published at ``/tsa/root.pem``). Idempotent: a key
-        destroyed before is left as it is (``changed`` False, ``already``)."""
+        destroyed before is left as it is (``changed`` False, ``already``).
+
+        A root signs its final CRL first (:meth:`seal`), committed before its key is destroyed
+        (``final_crls``): a crash between the two leaves it signed, and the next call finds it
+        and destroys the key."""
         now = self.clock()
         with self.sessions.begin() as s:
-            row = self.key_row(s, which)
-            take_row(s, row)
-            if row.key_destroyed_at is not None:
-                return already_destroyed(s, self.keystore, row, actor=actor, action="tsa.key.destroy")
-            refusal = self.key_duty(s, row, now)
-            if refusal is not None:
-                raise refusal
-            done = destroy_and_record(s, self.keystore, row, now, actor=actor, action="tsa.key.destroy")
+            row, already = self._destroyable(s, which, now, actor)
+            if already is not None:
+                return already
+            root = row.label if row.purpose == PURPOSE_ROOT else None
+        final = self.seal(root, now) if root is not None and self.keystore.has(root) else None
+        with self.sessions.begin() as s:
+            row, already = self._destroyable(s, which, now, actor)
+            if already is not None:
+                return already
+            done = destroy_and_record(s, self.keystore, row, now, actor=actor, action="tsa.key.destroy",
+                                      final_crls=(final,) if final is not None else ())
         with self._lock:
             self._unit = None
             self._crls.pop(row.label, None)  # a root's: served from the registry from now on
         return done
+
+    def _destroyable(self, s: Session, which: str, now: dt.datetime, actor: str
+                     ) -> tuple[IssuerKey, KeyDestructionResult | None]:
+        """The row of the key ``which`` names, taken for ``s``, and the answer when it was
+        destroyed before (:func:`issuer.key_destruction.already_destroyed`); the refusal of
+        :meth:`key_duty` raised when a duty still needs it."""
+        row = self.key_row(s, which)
+        take_row(s, row)
+        if row.key_destroyed_at is not None:
+            return row, already_destroyed(s, self.keystore, row, actor=actor, action="tsa.key.destroy")
+        refusal = self.key_duty(s, row, now)
+        if refusal is not None:
+            raise refusal
+        return row, None
+
+    def seal(self, label: str, now: dt.datetime) -> FinalCrl:
+        """The final CRL of the root ``label``, whose key is to be destroyed (:meth:`destroy_key`),
+        signed now unless it signed one already (never twice): every unit it revoked, with its
+        time, reason and invalidity date, thisUpdate ``now`` (after every unit it certified has
+        ended: :meth:`key_duty`; a unit never outlives its root), cRLNumber above any before,
+        nextUpdate :data:`protocols.crl.NO_NEXT_UPDATE`, kept in ``tsa_root_crls`` and served
+        from then on for good (:meth:`crl`)."""
+        with self.sessions.begin() as s:
+            row = s.get(IssuerKey, label)
+            s.expunge(row)
+        root = x509.load_der_x509_certificate(row.certificate)
+        der = self._make_crl(row, root, self._revoked_units(root), now, final=True)
+        with self.sessions.begin() as s:
+            kept = s.get(TsaRootCrl, label)
+            return FinalCrl(self._crl_path(generation_of(label)), kept.crl_number, kept.this_update,
+                            len(x509.load_der_x509_crl(der)))
 
     def crl(self, generation: int | None = None) -> bytes:
         """The CRL (DER) of root ``generation`` (None: the current root): every revoked unit it
@@ -749,8 +791,11 @@ class TimeStampAuthority:
         the wall clock (after a suspend the monotonic one has not counted the night, and a CRL
         kept by it alone was served past its nextUpdate). A public route must not sign on
         every request. Each CRL signed is kept in the registry (``tsa_root_crls``): a root
-        whose key was destroyed (its units all expired) serves the one it signed last until
-        :data:`CRL_REFRESH` before its nextUpdate, then :class:`TsaRootKeyDestroyed`.
+        whose key was destroyed (its units all expired) serves its final CRL (:meth:`seal`) for
+        good, or, destroyed before final CRLs were signed, the one it signed last until
+        :data:`CRL_REFRESH` before its nextUpdate, then :class:`TsaRootKeyDestroyed`. A root
+        that signed its final CRL signs no other (its key is being destroyed): another
+        process's CRL made before is served until it is made again (:data:`CRL_REMAKE_SECONDS`).
         :class:`UnknownTsaKey` for a generation there is not."""
         now = self.clock()
         row, root = self.root_of(generation)
@@ -782,9 +827,13 @@ class TimeStampAuthority:
                 out.append((label, seen[1], revoked_at, reason, since))
         return tuple(out)
 
-    def _make_crl(self, row: IssuerKey, root: x509.Certificate, listed: tuple, now: dt.datetime) -> bytes:
+    def _make_crl(self, row: IssuerKey, root: x509.Certificate, listed: tuple, now: dt.datetime, *,
+                  final: bool = False) -> bytes:
         """Sign ``root``'s CRL of the units ``listed`` (:meth:`_revoked_units`) and keep it
-        (``tsa_root_crls``), its number above the one kept, under that row's lock."""
+        (``tsa_root_crls``), its number above the one kept, under that row's lock; the final
+        CRL kept (:meth:`seal`) instead, when there is one. ``final``: the final CRL itself
+        (nextUpdate :data:`protocols.crl.NO_NEXT_UPDATE`, X.509 expiredCertsOnCRL from the
+        root's notBefore: every unit it revoked is on it)."""
         revoked = [Revoked(serial, at, reason or "unspecified", since) for _label, serial, at, reason, since in listed]
         for _attempt in range(3):
             try:
@@ -792,28 +841,33 @@ class TimeStampAuthority:
                     s.execute(update(TsaRootCrl).where(TsaRootCrl.root_label == row.label)
                               .values(crl_number=TsaRootCrl.crl_number).execution_options(synchronize_session=False))
                     kept = s.get(TsaRootCrl, row.label, with_for_update=True, populate_existing=True)
+                    if kept is not None and kept.next_update == NO_NEXT_UPDATE:
+                        return kept.body  # its final CRL: nothing is signed after it
                     this_update = now.astimezone(dt.UTC).replace(microsecond=0)
                     number = max(kept.crl_number + 1 if kept else 1, int(this_update.timestamp()))
-                    builder = crl_builder(root, number=number, this_update=this_update,
-                                          next_update=CRL_VALIDITY, revoked=revoked)
+                    until = NO_NEXT_UPDATE if final else this_update + CRL_VALIDITY
+                    builder = crl_builder(root, number=number, this_update=this_update, next_update=until,
+                                          revoked=revoked,
+                                          expired_certs_since=root.not_valid_before_utc if final else None)
                     der = self.keystore.signer(row.label).sign_crl(builder).public_bytes(Encoding.DER)
                     if kept is None:
                         kept = TsaRootCrl(root_label=row.label)
                         s.add(kept)
                     kept.crl_number, kept.body = number, der
-                    kept.this_update, kept.next_update = this_update, this_update + CRL_VALIDITY
+                    kept.this_update, kept.next_update = this_update, until
                 return der
             except IntegrityError:
                 continue  # another process kept the first CRL of this root meanwhile: go again
         raise TsaError(f"the CRL of {row.label} could not be kept: other processes kept taking its row")
 
     def _last_signed(self, row: IssuerKey, now: dt.datetime) -> bytes:
-        """The CRL root ``row`` signed last, while more than :data:`CRL_REFRESH` remains before
-        its nextUpdate: its key was destroyed, nothing can sign another."""
+        """The CRL root ``row`` signed last: its final CRL for good (:meth:`seal`), else (a key
+        destroyed before final CRLs were signed) while more than :data:`CRL_REFRESH` remains
+        before its nextUpdate: its key was destroyed, nothing can sign another."""
         with self.sessions.begin() as s:
             kept = s.get(TsaRootCrl, row.label)
             due = kept.next_update if kept is not None else None
-            if due is not None and due - now > CRL_REFRESH:
+            if due is not None and (due == NO_NEXT_UPDATE or due - now > CRL_REFRESH):
                 return kept.body
         raise TsaRootKeyDestroyed(
             f"the key of the TSA root {row.label} was destroyed at {row.key_destroyed_at:%Y-%m-%d %H:%M:%S} UTC "

@@ -1019,6 +1019,17 @@ class TsaRevocation(_Closed):
         "when its private key was destroyed (destroy_key)"))
 
 
+class FinalCrl(_Closed):
+    """A CA's final CRL, signed before its key was destroyed and served for good (nextUpdate
+    9999-12-31T23:59:59Z; specs/revocation.md, "A CA's final CRL")."""
+
+    crl: str = Field(description="where it is served, under the issuer's public URL (/trust/iaca-N.crl, "
+                                 "/trust/vical-ca-N.crl, /crl/sign/P.crl?key_id=K, /tsa/root-gN.crl)")
+    crl_number: int = Field(description="its cRLNumber, above any the CA signed before")
+    this_update: str = Field(json_schema_extra=_DATE_TIME)
+    entries: int = Field(description="the certificates it lists: every one the CA revoked, expired or not")
+
+
 class KeyDestruction(_Closed):
     """A key of the issuer (an mdoc signer, a JPKI root generation or OCSP responder, a TSA
     unit or root; never the key itself) whose private key was destroyed: now, or before
@@ -1042,6 +1053,11 @@ class KeyDestruction(_Closed):
     restored: bool = Field(False, description="recorded destroyed before (already), yet the key store held its key "
                            "again (a backup of the store restored, a token's objects re-imported): destroyed again "
                            "now, audited with restored; key_destroyed_at stays the first destruction's")
+    final_crls: list[FinalCrl] = Field([], description=(
+        "a CA's (an IACA, a VICAL CA, a JPKI root generation: one per CRL partition, a TSA root): the final CRLs "
+        "it signed before its key went, by this request or by one interrupted after signing them; empty for "
+        "another key, a revoked or withdrawn CA, an IACA or VICAL CA past its end, a key the store no longer "
+        "held, and when already"))
 
 
 # -- the latest basic four data and the user-authentication linkage services -------------

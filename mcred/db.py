@@ -165,7 +165,21 @@ def make_engine(url: str, **kwargs) -> Engine:
         return engine
     engine = create_engine(url, **kwargs)
     ping_when_idle(engine)
+    if engine.dialect.name == "postgresql":
+        event.listen(engine, "connect", utc_session)
     return engine
+
+
+def utc_session(dbapi_conn, _record=None) -> None:  # noqa: ANN001 - a DBAPI connection
+    """Run a PostgreSQL session in UTC, whatever the server's, the role's or the client's
+    (``PGTZ``) time zone. Every timestamp column is ``timestamptz`` read back aware in UTC
+    (:class:`dbtypes.UtcDateTime`), so the zone changes no value; but psycopg hands a
+    ``timestamptz`` back in the session's zone and cannot build a year past 9999, and a CA's
+    final CRL is stored with nextUpdate 9999-12-31T23:59:59Z (``protocols.crl.NO_NEXT_UPDATE``),
+    which is in the year 10000 east of UTC (``DataError: timestamp too large``)."""
+    with dbapi_conn.cursor() as cur:
+        cur.execute("SET TIME ZONE 'UTC'")
+    dbapi_conn.commit()
 
 
 def _alembic_config(engine: Engine) -> Config:

@@ -47,6 +47,19 @@ from protocols.certs import PARSE_ERRORS
 #: Clocks of an issuer and of a relying party may differ by this much.
 SKEW = dt.timedelta(minutes=5)
 
+#: The nextUpdate of a CA's **final CRL**, the one it signs just before its key is destroyed
+#: (specs/revocation.md, "A CA's final CRL"): the GeneralizedTime 99991231235959Z, which
+#: RFC 5280 4.1.2.5 gives for "no well-defined expiration date" (there for a certificate's
+#: notAfter; here for a list that no later one will follow: nothing can sign another).
+#: A relying party takes it as current for ever, as the ordinary rule already says
+#: (:func:`refusal_of`: nextUpdate not passed).
+NO_NEXT_UPDATE = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
+#: The ITU-T X.509 CRL extension expiredCertsOnCRL (id-ce 60, a GeneralizedTime): the CRL lists
+#: the certificates revoked that expired on or after that time, so its silence speaks for an
+#: expired certificate too (long-term validation, ETSI EN 319 102-1, reads it). Not in RFC
+#: 5280; put non-critical, so a relying party that does not know it still uses the CRL.
+EXPIRED_CERTS_ON_CRL = x509.ObjectIdentifier("2.5.29.60")
+
 #: The RFC 5280 reason names (CRLReason, 5.3.1) a CA of this PKI records, by their ASN.1
 #: names. certificateHold and removeFromCRL are not among them: these CAs revoke for good.
 REASONS: dict[str, x509.ReasonFlags] = {
@@ -109,24 +122,46 @@ class Revoked:
         return cls(entry.serial_number, entry.revocation_date_utc, names[flag] if flag else "unspecified", since)
 
 
+def expired_certs_on_crl(since: dt.datetime) -> x509.UnrecognizedExtension:
+    """The expiredCertsOnCRL extension (:data:`EXPIRED_CERTS_ON_CRL`) saying that the CRL lists
+    every certificate revoked that expired on or after ``since`` (a GeneralizedTime of whole
+    seconds, DER: tag 0x18, length 15)."""
+    text = since.astimezone(dt.UTC).strftime("%Y%m%d%H%M%SZ").encode()
+    return x509.UnrecognizedExtension(EXPIRED_CERTS_ON_CRL, bytes([0x18, len(text)]) + text)
+
+
+def is_final(crl: x509.CertificateRevocationList) -> bool:
+    """Whether ``crl`` is a final CRL (its nextUpdate :data:`NO_NEXT_UPDATE`)."""
+    return crl.next_update_utc == NO_NEXT_UPDATE
+
+
 def crl_builder(issuer: x509.Certificate, *, number: int, this_update: dt.datetime,
-                next_update: dt.timedelta, revoked: Iterable[Revoked] = ()) -> x509.CertificateRevocationListBuilder:
-    """An unsigned CRL of ``issuer``: thisUpdate (to the second), nextUpdate after it,
-    cRLNumber ``number``, authorityKeyIdentifier from the issuer's key, and the entries (each
-    with its reason unless unspecified, and its invalidityDate when it has one; both
-    non-critical, RFC 5280 5.3.1, 5.3.2)."""
+                next_update: dt.timedelta | dt.datetime, revoked: Iterable[Revoked] = (),
+                expired_certs_since: dt.datetime | None = None) -> x509.CertificateRevocationListBuilder:
+    """An unsigned CRL of ``issuer``: thisUpdate (to the second), nextUpdate after it (a
+    duration, or a time: :data:`NO_NEXT_UPDATE` for a final CRL), cRLNumber ``number``,
+    authorityKeyIdentifier from the issuer's key, and the entries (each with its reason
+    unless unspecified, and its invalidityDate when it has one; both non-critical, RFC 5280
+    5.3.1, 5.3.2). ``expired_certs_since``: the CRL lists every certificate revoked that
+    expired since then (:func:`expired_certs_on_crl`, non-critical)."""
     if number < 0 or number.bit_length() > 159:
         raise CrlError(f"cRLNumber {number}: a non-negative integer of at most 20 octets (RFC 5280 5.2.3)")
-    if next_update <= dt.timedelta(0):
-        raise CrlError("nextUpdate must come after thisUpdate")
     start = this_update.astimezone(dt.UTC).replace(microsecond=0)
+    if isinstance(next_update, dt.timedelta):
+        next_update = start + next_update
+    if next_update.tzinfo is None:
+        raise CrlError("nextUpdate must be timezone-aware")
+    if next_update <= start:
+        raise CrlError("nextUpdate must come after thisUpdate")
     builder = (x509.CertificateRevocationListBuilder()
                .issuer_name(issuer.subject)
                .last_update(start)
-               .next_update(start + next_update)
+               .next_update(next_update.astimezone(dt.UTC).replace(microsecond=0))
                .add_extension(x509.CRLNumber(number), critical=False)
                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key()),
                               critical=False))
+    if expired_certs_since is not None:
+        builder = builder.add_extension(expired_certs_on_crl(expired_certs_since), critical=False)
     seen: set[int] = set()
     for r in revoked:
         if r.serial_number in seen:

@@ -147,9 +147,10 @@ def test_a_key_is_refused_while_a_duty_needs_it_and_nothing_changes(world):  # n
 
 def test_a_retired_iacas_key_goes_once_its_document_signers_have_ended(world):  # noqa: F811
     """An older IACA, not revoked: refused while a DS it certified is valid; after that its key
-    may go. Its certificate stays at /trust/iaca-1.pem; the CRL it signed last is served
-    until it is due again, then 410 signer-key-destroyed (as a list of its long-expired mdocs
-    that needs a new status-list signer); what would sign with it says so."""
+    may go. Its certificate stays at /trust/iaca-1.pem; it signs its final CRL before its key
+    goes (nextUpdate 9999-12-31: tests/test_final_crl.py), served for good, while a list of its
+    long-expired mdocs that needs a new status-list signer answers 410 signer-key-destroyed;
+    what would sign with it says so."""
     svc, sessions, clock, client = world
     check_every_answer(client, client.app)
     _key, old = _issue(svc, "phone-1", "job-1")
@@ -162,13 +163,14 @@ def test_a_retired_iacas_key_goes_once_its_document_signers_have_ended(world):  
     done = svc.destroy_key("mdoc-iaca-1", actor="test")
     assert done.changed and done.revoked_at is None
     assert x509.load_pem_x509_certificate(client.get("/trust/iaca-1.pem").content) == first
-    assert client.get("/trust/iaca.crl").content == crl.content  # the one it signed, still current
+    final = client.get("/trust/iaca.crl").content  # its final CRL, signed before its key went
+    assert final != crl.content and x509.load_der_x509_crl(final).next_update_utc.year == 9999
     clock.now += dt.timedelta(hours=24)
     keys = svc.pki.keystore.labels()
-    for url in ("/trust/iaca.crl", old.mso().status.status_list.uri.removeprefix("http://issuer.test")):
-        r = client.get(url)
-        assert r.status_code == 410 and r.json()["type"] == "/problems/signer-key-destroyed", (url, r.text)
-        assert "mdoc-iaca-1" in r.json()["detail"]
+    assert client.get("/trust/iaca.crl").content == final
+    r = client.get(old.mso().status.status_list.uri.removeprefix("http://issuer.test"))
+    assert r.status_code == 410 and r.json()["type"] == "/problems/signer-key-destroyed", r.text
+    assert "mdoc-iaca-1" in r.json()["detail"]
     assert svc.pki.keystore.labels() == keys  # no key made for a status-list signer it cannot certify
     with pytest.raises(SignerKeyDestroyed), sessions() as s:
         svc.pki.iaca(s, 1)

@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 from issuer.db import AuditEvent, Credential, Holder, IssuerKey, Phone
 from issuer.jpki import JpkiIssuer, profile_for
-from issuer.jpki.errors import RootKeyDestroyed, UnknownJpkiKey
+from issuer.jpki.errors import UnknownJpkiKey
 from issuer.jpki.partitions import remember
 from issuer.key_destruction import CaDutiesRemain, SignerStillSigning
 from issuer.tsa import UNIT_DAYS, UNIT_RENEW_DAYS, TimeStampAuthority, UnknownTsaKey
@@ -95,8 +95,8 @@ def test_jpki_keys_go_once_their_duties_have_ended(home, db_url):
         jpki.destroy_key("jpki-sign-root-g1-ocsp-1")
     assert ctx.keystore.has("jpki-sign-root-g1") and not _events(ctx.sessions, "jpki.key.destroy")
 
-    # the first CRL after the last expiry, then the key goes: the CRL it signed is served to
-    # an hour before its nextUpdate, then none (410 over HTTP: specs/issuer-keys.md)
+    # past the last expiry the key goes, after the final CRL of each partition, served for good
+    # (specs/revocation.md "A CA's final CRL", tests/test_final_crl.py)
     clock.at = last_end + dt.timedelta(hours=12)
     crl = jpki.crl("sign", CHIYODA.code, key_id=g1.key_id, now=clock.at)
     assert x509.load_der_x509_crl(crl).get_revoked_certificate_by_serial_number(0x7A7A) is not None
@@ -106,12 +106,13 @@ def test_jpki_keys_go_once_their_duties_have_ended(home, db_url):
     assert not ctx.keystore.has("jpki-sign-root-g1")
     (event,) = _events(ctx.sessions, "jpki.key.destroy")
     assert (event.subject, event.actor, event.detail) == ("jpki-sign-root-g1", "test", {
-        "serial": done.serial, "purpose": "jpki-sign-root", "revoked": False, "reason": None, "found_absent": False})
+        "serial": done.serial, "purpose": "jpki-sign-root", "revoked": False, "reason": None, "found_absent": False,
+        "final_crls": 1})
     # its certificate stays in the trust bundle: what it issued still chains
     assert jpki.roots("sign")[0] == g1.certificate and len(jpki.roots("sign")) == 2
-    assert jpki.crl("sign", CHIYODA.code, key_id=g1.key_id, now=clock.at + dt.timedelta(hours=20)) == crl
-    with pytest.raises(RootKeyDestroyed, match="jpki-sign-root-g1 was destroyed"):
-        jpki.crl("sign", CHIYODA.code, key_id=g1.key_id, now=clock.at + dt.timedelta(hours=23, minutes=30))
+    final = jpki.crl("sign", CHIYODA.code, key_id=g1.key_id, now=clock.at + dt.timedelta(hours=20))
+    assert final != crl and x509.load_der_x509_crl(final).next_update_utc.year == 9999
+    assert jpki.crl("sign", CHIYODA.code, key_id=g1.key_id, now=clock.at + dt.timedelta(hours=23, minutes=30)) == final
     again = jpki.destroy_key("jpki-sign-root-g1")
     assert (again.changed, again.to_json()["already"], again.key_destroyed_at) == (False, True, done.key_destroyed_at)
     # its responder has nothing left to answer for: it goes, and the OCSP service answers for
@@ -260,7 +261,8 @@ def test_key_destructions_over_http_take_the_jpkis_and_the_tsas_keys(home):
         got = KeyDestruction.model_validate(r.json())
         assert r.status_code == 200 and (got.purpose, got.changed, got.revoked_at) == ("jpki-sign-root", True, None)
         assert KeyDestruction.model_validate(destroy("jpki-sign-root-g1").json()).already
-        # its root stays published; a CRL it would have to sign now: 410, not a missing key
+        # its root stays published; a CRL it would have to sign now (of a partition known only
+        # after its destruction, which has no final CRL of it): 410, not a missing key
         served = x509.load_pem_x509_certificates(client.get("/trust/jpki-sign-root.pem").content)
         assert g1.certificate in served
         with ctx.sessions.begin() as s:

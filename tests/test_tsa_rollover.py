@@ -39,7 +39,6 @@ from issuer.tsa import (
     UNIT_DAYS,
     UNIT_RENEW_DAYS,
     TimeStampAuthority,
-    TsaRootKeyDestroyed,
     UnknownTsaKey,
 )
 from mcred.context import Context
@@ -157,8 +156,8 @@ def test_tokens_from_before_a_rollover_verify_after_it_under_their_own_root(home
 
 def test_the_older_roots_key_goes_once_its_units_have_expired(home, db_url):
     """The newest root's key never goes; an older root's not while a unit it certified has
-    not expired (revoked or not: its CRL lists it); then the CRL it signed last is served to an
-    hour before its nextUpdate, then 410, as a JPKI root generation's. Over HTTP too."""
+    not expired (revoked or not: its CRL lists it); then it goes after signing its final CRL,
+    served for good, as a JPKI root generation's. Over HTTP too."""
     from mcred import timestamps
     from mcred.service import create_app
 
@@ -205,19 +204,15 @@ def test_the_older_roots_key_goes_once_its_units_have_expired(home, db_url):
             # its certificate stays trusted: its tokens verify
             assert tsa.roots()[1].subject.rfc4514_string() == "CN=mcred Time-Stamping Root,O=mcred lab,C=JP"
             assert tsp.verify_token(old_token, data=CONTENT, roots=tsa.roots()).tsa_certificate == unit1
-            # the CRL it signed last, to an hour before its nextUpdate; none after
-            clock.at += CRL_VALIDITY - dt.timedelta(hours=1, minutes=5)
-            assert client.get("/tsa/root.crl").content == signed_last.content == tsa.crl(1)
-            clock.at += dt.timedelta(minutes=10)
-            gone = client.get("/tsa/root.crl")
-            assert gone.status_code == 410 and gone.json()["type"] == "/problems/signer-key-destroyed", gone.text
-            assert "tsa-root-g1 was destroyed" in gone.json()["detail"]
-            with pytest.raises(TsaRootKeyDestroyed, match="it signs no CRL any more"):
-                tsa.crl(1)
+            # its final CRL, signed before its key went, for good (tests/test_final_crl.py)
+            final = client.get("/tsa/root.crl").content
+            assert final != signed_last.content and x509.load_der_x509_crl(final).next_update_utc.year == 9999
+            clock.at += CRL_VALIDITY + dt.timedelta(minutes=10)
+            assert client.get("/tsa/root.crl").content == final == tsa.crl(1)
             # the current root's CRL is signed as before
             assert x509.load_der_x509_crl(client.get("/tsa/root-g2.crl").content).is_signature_valid(
                 tsa.root().public_key())
-            assert {"GET /tsa/{filename} 200", "GET /tsa/{filename} 410"} <= set(checked), checked
+            assert {"GET /tsa/{filename} 200"} <= set(checked), checked
     finally:
         api.state.jobs.shutdown()
         timestamps._TSAS.pop((str(ctx.home), ctx.database), None)

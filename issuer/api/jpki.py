@@ -86,9 +86,10 @@ def jpki_router(issuer: Callable[[], JpkiIssuer]) -> APIRouter:
                            400: {"description": "/problems/bad-key-id: key_id is not hex"},
                            404: {"description": "/problems/not-found: no such CRL"},
                            **problems.refusals((problems.SIGNER_KEY_DESTROYED, "the key of the root generation was "
-                                                "destroyed once every certificate it issued had expired: the CRL it "
-                                                "signed last is served until an hour before its nextUpdate, none "
-                                                "after")), **_UNAVAILABLE})
+                                                "destroyed (every certificate it issued had expired) before final CRLs "
+                                                "were signed, or the partition was first known after that (a final "
+                                                "CRL is served for good otherwise): the CRL it signed last is served "
+                                                "until an hour before its nextUpdate, none after")), **_UNAVAILABLE})
     def crl(slot: str, filename: str, key_id: str | None = None) -> Response:
         if slot not in ("sign", "auth") or not filename.endswith(".crl"):
             return problem(404, "/problems/not-found", "No such CRL",

@@ -111,9 +111,10 @@ def trust_router(service: Factory) -> APIRouter:
     crl_refusals = problems.merge(problems.refusals(
         (problems.IACA_ENDED, "the IACA is past its notAfter: no CRL is issued for it"),
         (problems.IACA_WITHDRAWN, "the IACA was revoked (out of trust): its key signs no CRL"),
-        (problems.SIGNER_KEY_DESTROYED, "the IACA's key was destroyed once every signer it certified had ended: "
-                                        "the CRL it signed last is served until an hour before its nextUpdate, "
-                                        "none after")), generation_refusals)
+        (problems.SIGNER_KEY_DESTROYED, "the IACA's key was destroyed (every signer it certified had ended) "
+                                        "before final CRLs were signed (its final CRL is served for good "
+                                        "otherwise): the CRL it signed last is served until an hour before its "
+                                        "nextUpdate, none after")), generation_refusals)
 
     def pem(*certs: x509.Certificate) -> Response:
         return Response(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs),
@@ -131,8 +132,9 @@ def trust_router(service: Factory) -> APIRouter:
         (problems.UNKNOWN_VICAL_CA, "no VICAL CA of that generation"),
         (problems.VICAL_CA_ENDED, "the VICAL CA is past its notAfter: no CRL is issued for it"),
         (problems.VICAL_CA_WITHDRAWN, "the VICAL CA was withdrawn (a compromise rollover): its key signs no CRL"),
-        (problems.SIGNER_KEY_DESTROYED, "the VICAL CA's key was destroyed once every VICAL signer it certified "
-                                        "had ended: the CRL it signed last is served until an hour before its "
+        (problems.SIGNER_KEY_DESTROYED, "the VICAL CA's key was destroyed (every VICAL signer it certified had "
+                                        "ended) before final CRLs were signed (its final CRL is served for good "
+                                        "otherwise): the CRL it signed last is served until an hour before its "
                                         "nextUpdate, none after")), _UNAVAILABLE)
 
     def vical_crl(generation: int) -> Response:

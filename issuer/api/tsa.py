@@ -8,8 +8,9 @@
   /tsa/root.crl``: the first root generation's CRL of revoked TSA units (DER, made on request,
   cacheable 5 minutes), ``/tsa/root-gN.crl`` generation N's (the URL its units name), and
   ``/tsa/root-gN.pem|.der`` generation N alone. An older root whose key was destroyed (its
-  units all expired) serves the CRL it signed last until an hour before its nextUpdate, then
-  ``410`` ``/problems/signer-key-destroyed``.
+  units all expired) serves the final CRL it signed before, for good (nextUpdate
+  99991231235959Z); one destroyed before final CRLs were signed, the CRL it signed last until
+  an hour before its nextUpdate, then ``410`` ``/problems/signer-key-destroyed``.
 
 Public as DigiCert's, Sectigo's and GlobalSign's TSAs are: stamping a hash discloses nothing
 and changes nothing but the log.
@@ -76,9 +77,9 @@ def tsa_router(tsa: Callable[[], TimeStampAuthority]) -> APIRouter:
                                                                   f"{CRL_MAX_AGE})")},
                            404: {"description": "/problems/not-found: no such trust material (or root generation)"},
                            **problems.refusals((problems.SIGNER_KEY_DESTROYED, "the key of an older root generation "
-                                                "was destroyed once every unit it certified had expired: the CRL it "
-                                                "signed last is served until an hour before its nextUpdate, none "
-                                                "after")), **_UNAVAILABLE})
+                                                "was destroyed before final CRLs were signed (its final CRL is "
+                                                "served for good otherwise): the CRL it signed last is served until "
+                                                "an hour before its nextUpdate, none after")), **_UNAVAILABLE})
     def roots(filename: str) -> Response:  # sync: FastAPI runs it in its threadpool
         generation, kind = None, None
         if filename in ("root.pem", "root.der", "root.crl"):

@@ -515,14 +515,39 @@ class JpkiCa:
         it (``jpki.key.destroy``). Its certificate stays in the registry: a root generation's
         is still in the trust bundle (``/trust/jpki-sign-root.pem``, ``mcred export
         jpki-root``), so what it issued still chains. Idempotent: a key destroyed before is
-        left as it is (``changed`` False, ``already``)."""
+        left as it is (``changed`` False, ``already``).
+
+        A root generation signs its final CRL of every partition first
+        (:func:`issuer.jpki.publication.seal`), committed before the key is destroyed: served
+        from then on for good (``final_crls``). A crash between the two leaves them signed; the
+        next call finds them and destroys the key. None when the key store no longer holds
+        the key (a destruction whose record was rolled back: ``found_absent``)."""
+        from .publication import seal
+
         now = self.clock()
         with self.sessions.begin() as s:
-            row = self.key_row(s, ref)
-            take_row(s, row)
-            if row.key_destroyed_at is not None:
-                return already_destroyed(s, self.keystore, row, actor=actor, action="jpki.key.destroy")
-            refusal = self.key_duty(s, row, now)
-            if refusal is not None:
-                raise refusal
-            return destroy_and_record(s, self.keystore, row, now, actor=actor, action="jpki.key.destroy")
+            row, already = self._destroyable(s, ref, now, actor)
+            if already is not None:
+                return already
+            root = row.label if row.purpose in (root_purpose(p) for p in Purpose) else None
+        finals = tuple(seal(self, self.generation(root), now)) if root and self.keystore.has(root) else ()
+        with self.sessions.begin() as s:
+            row, already = self._destroyable(s, ref, now, actor)
+            if already is not None:
+                return already
+            return destroy_and_record(s, self.keystore, row, now, actor=actor, action="jpki.key.destroy",
+                                      final_crls=finals)
+
+    def _destroyable(self, s: Session, ref: str, now: dt.datetime, actor: str
+                     ) -> tuple[IssuerKey, KeyDestructionResult | None]:
+        """The row of the key ``ref`` names, taken for ``s``, and the answer when it was
+        destroyed before (:func:`issuer.key_destruction.already_destroyed`); the refusal of
+        :meth:`key_duty` raised when a duty still needs it."""
+        row = self.key_row(s, ref)
+        take_row(s, row)
+        if row.key_destroyed_at is not None:
+            return row, already_destroyed(s, self.keystore, row, actor=actor, action="jpki.key.destroy")
+        refusal = self.key_duty(s, row, now)
+        if refusal is not None:
+            raise refusal
+        return row, None

@@ -12,6 +12,13 @@ CRL of a partition, every one). The CRL number
 lives in ``crl_state`` keyed (purpose, "<generation>/<partition>") and only grows
 (RFC 5280 5.2.3); a built CRL is cached in ``jpki_crl_cache`` until a revocation marks it
 stale or its nextUpdate is less than :data:`REFRESH` away, so serving it is a read.
+
+A root generation whose key is to be destroyed signs a **final CRL** of each partition first
+(:func:`seal`; specs/revocation.md, "A CA's final CRL"): every certificate it revoked or held
+in that partition, expired or not, nextUpdate :data:`protocols.crl.NO_NEXT_UPDATE`. Cached as
+any CRL, it is served from then on for good: no revocation marks it stale (a later change to
+a certificate of that generation, every one of which had expired, reaches no CRL: nothing can
+sign one).
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from issuer.db import Credential, CrlState
+from issuer.key_destruction import FinalCrl
+from protocols.crl import NO_NEXT_UPDATE
 from protocols.jpki.crl import Revocation, RevocationReason, build_crl
 from protocols.jpki.profile import Purpose
 
@@ -96,11 +105,47 @@ def _first(ca: JpkiCa, purpose: Purpose, key: str, now: dt.datetime) -> None:
 
 
 def _current(cached: JpkiCrlCache | None, now: dt.datetime) -> bool:
-    """Whether the cached CRL may be served as it is: no revocation since, not near its end."""
-    return cached is not None and not cached.stale and cached.next_update - now > REFRESH
+    """Whether the cached CRL may be served as it is: no revocation since, not near its end;
+    a final CRL (:func:`seal`) always."""
+    return cached is not None and (_final(cached) or (not cached.stale and cached.next_update - now > REFRESH))
 
 
-def _rebuild(ca: JpkiCa, gen: Generation, partition: str, key: str, now: dt.datetime) -> bytes:
+def _final(cached: JpkiCrlCache | None) -> bool:
+    """Whether the cached CRL is its root generation's final CRL of the partition (:func:`seal`)."""
+    return cached is not None and cached.next_update == NO_NEXT_UPDATE
+
+
+def seal(ca: JpkiCa, gen: Generation, now: dt.datetime) -> list[FinalCrl]:
+    """The final CRL of root generation ``gen`` for every partition there is, before its key is
+    destroyed (:meth:`JpkiCa.destroy_key`): every certificate it revoked or held in the
+    partition, expired or not (X.509 expiredCertsOnCRL from its notBefore), thisUpdate ``now``,
+    cRLNumber above any before, nextUpdate :data:`protocols.crl.NO_NEXT_UPDATE`; each signed and
+    cached in a transaction of its own, under the same locks as any rebuild, unless one is
+    cached already (a destruction interrupted after it: never signed twice)."""
+    with ca.sessions.begin() as s:  # committed, not rolled back (psycopg keeps its prepared statements)
+        codes = partitions.all_codes(s)
+        known = {c.partition for c in s.scalars(select(JpkiCrlCache).where(
+            JpkiCrlCache.purpose == gen.purpose.value, JpkiCrlCache.partition.startswith(f"{gen.label}/")))}
+    out = []
+    for code in codes:
+        key = f"{gen.label}/{code}"
+        if key not in known:
+            _first(ca, gen.purpose, key, now)
+        for _attempt in range(3):
+            try:
+                _rebuild(ca, gen, code, key, now, final=True)
+                break
+            except IntegrityError:
+                continue  # a concurrent first publication created the state row: go again
+        with ca.sessions.begin() as s:
+            cached = s.get(JpkiCrlCache, (gen.purpose.value, key))
+            out.append(FinalCrl(f"/crl/{gen.purpose.value}/{code}.crl?key_id={gen.key_id.hex()}", cached.crl_number,
+                                cached.this_update, len(load(cached.body))))
+    return out
+
+
+def _rebuild(ca: JpkiCa, gen: Generation, partition: str, key: str, now: dt.datetime, *,
+             final: bool = False) -> bytes:
     """Build, number and cache the CRL, under the lock of its ``crl_state`` row and then of
     its cached row. Locking the cached row before the registry is read is what keeps a
     revocation on the CRL: one that marked the row stale and has not committed is waited for
@@ -108,7 +153,8 @@ def _rebuild(ca: JpkiCa, gen: Generation, partition: str, key: str, now: dt.date
     (it would have been overwritten with a CRL that lacks it, served until nextUpdate).
     Requests that waited while another rebuilt it serve that one instead of numbering and
     signing the same CRL again. The cached row is there: :func:`crl` committed it
-    (:func:`_first`) before, and nothing deletes one."""
+    (:func:`_first`) before, and nothing deletes one. ``final``: the generation's final CRL
+    of the partition (:func:`seal`), unless one is cached already."""
     purpose = gen.purpose
     with ca.sessions.begin() as s:
         state = s.scalar(select(CrlState).where(CrlState.purpose == purpose.value,
@@ -120,23 +166,25 @@ def _rebuild(ca: JpkiCa, gen: Generation, partition: str, key: str, now: dt.date
         cached = s.scalar(select(JpkiCrlCache).where(JpkiCrlCache.purpose == purpose.value,
                                                      JpkiCrlCache.partition == key)
                           .with_for_update().execution_options(populate_existing=True))
-        if _current(cached, now):
+        if _final(cached) or (not final and _current(cached, now)):
             return cached.body
         muni = partitions.lookup(s, partition)
-        # the thisUpdate of the CRL this one follows (the first follows none)
-        since = cached.this_update if cached.crl_number else None
+        # the thisUpdate of the CRL this one follows (the first follows none; a final one lists all)
+        since = cached.this_update if cached.crl_number and not final else None
         state.crl_number += 1
         state.updated_at = now
         this_update = now.replace(microsecond=0)
+        next_update = NO_NEXT_UPDATE if final else this_update + VALIDITY
         body = build_crl(
             profile=ca.profile, purpose=purpose, issuer=gen.certificate,
             issuer_key=ca.signing_key(gen),
             partition=muni if ca.profile.partitioned_crls else None,
             revocations=revocations(s, gen, partition, now, since), crl_number=state.crl_number,
-            this_update=this_update, next_update=this_update + VALIDITY,
+            this_update=this_update, next_update=next_update,
+            expired_certs_since=gen.certificate.not_valid_before_utc if final else None,
         ).public_bytes(_DER)
         cached.crl_number, cached.body, cached.stale = state.crl_number, body, False
-        cached.this_update, cached.next_update = this_update, this_update + VALIDITY
+        cached.this_update, cached.next_update = this_update, next_update
     return body
 
 

@@ -74,6 +74,10 @@ class MdocChallenge(IssuerBase):
 
 
 class IacaCrl(IssuerBase):
+    """The CRL each IACA and VICAL CA generation signed last (keyed by its label), rebuilt when
+    stale or near its nextUpdate; a CA's final CRL, signed before its key is destroyed, has
+    nextUpdate 9999-12-31T23:59:59Z (:data:`protocols.crl.NO_NEXT_UPDATE`) and is served for good."""
+
     __tablename__ = "mdoc_iaca_crls"
     iaca_label: Mapped[str] = mapped_column(String(64), primary_key=True)
     #: RFC 5280 5.2.3: only grows (never below the Unix time of the build, as before).

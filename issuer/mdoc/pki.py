@@ -48,7 +48,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from issuer.db import AuditEvent, IssuerKey, StatusList
-from issuer.key_destruction import destroy_in_store, destroy_restored, take_row
+from issuer.key_destruction import FinalCrl, destroy_in_store, destroy_restored, take_row
 from issuer.keystore import CoseSignerAdapter, KeyStoreError
 from issuer.mdoc.errors import (
     CaDutiesRemain,
@@ -179,6 +179,8 @@ class KeyDestruction:
     found_absent: bool = False
     #: recorded destroyed before, the key store held it again: destroyed again now
     restored: bool = False
+    #: a CA's final CRL, signed before its key went (:meth:`MdocPki.seal`), or none
+    final_crls: tuple[FinalCrl, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -533,6 +535,7 @@ class MdocPki:
             # published while the IACA lasts
         # the IACA's key first: no key is made for a signer its IACA (its key destroyed) could not certify
         iaca_signer = self._signer(session.get(IssuerKey, root.label), "certifies no new signer")
+        self._refuse_sealed(session, root.label, "certifies no new signer")
         label = self._next_label(session, purpose)
         signer = self._key(label)
         make = iaca.document_signer_builder if purpose == PURPOSE_DS else iaca.status_list_signer_builder
@@ -826,46 +829,117 @@ class MdocPki:
                 f"the VICAL CA {row.label} was withdrawn ({row.revocation_reason}) at "
                 f"{row.revoked_at:%Y-%m-%d %H:%M:%S} UTC: its key signs no CRL any more (readers trust the VICAL "
                 "CAs of /trust/vical-ca.pem, which no longer lists it)")
+        final = self.final_crl(session, row.label)
+        if final is not None:  # its key went (or goes): the last it signed, for good, also past its end
+            return self._crl(final.body)
         if not now < cert.not_valid_after_utc:
             raise VicalCaEnded(f"the VICAL CA {row.label} ended {cert.not_valid_after_utc}: "
                                "no CRL is issued for it any more")
-
-        def revoked(since: dt.datetime | None) -> list[ca_crl.Revoked]:
-            rows = [r for r in self._rows(session, PURPOSE_VICAL) if r.revoked_at is not None]
-            return [ca_crl.Revoked(self._cert(r).serial_number, r.revoked_at, r.revocation_reason or "unspecified")
-                    for r in sorted(rows, key=lambda r: (r.revoked_at, r.label))
-                    if self._cert(r).issuer == cert.subject
-                    and (since is None or self._cert(r).not_valid_after_utc >= since)]
-
-        return self._stored_crl(session, row.label, cert, revoked, now, next_update)
+        return self._stored_crl(session, row.label, cert, self._entries(session, row.label), now, next_update)
 
     def _stored_crl(self, session: Session, label: str, cert: x509.Certificate, revoked,  # noqa: ANN001
-                    now: dt.datetime, next_update: dt.timedelta) -> x509.CertificateRevocationList:
+                    now: dt.datetime, next_update: dt.timedelta | None) -> x509.CertificateRevocationList:
         """The CRL of CA ``label`` kept in ``mdoc_iaca_crls``: the stored one while it is not
         stale and more than :data:`CRL_REFRESH` from its nextUpdate, else one built now (its
         entries ``revoked(thisUpdate of the one before, or None)``), signed by the CA's key
-        through the key store, with a number above the stored one's and at least the time."""
+        through the key store, with a number above the stored one's and at least the time.
+        A final CRL stored (:meth:`seal`) is served whatever else: nothing is signed after it.
+        ``next_update`` None: the final CRL itself, signed now unless one is stored (every
+        certificate the CA revoked, expired or not; nextUpdate :data:`protocols.crl.NO_NEXT_UPDATE`)."""
         stored = session.get(IacaCrl, label)
-        if stored is not None and not stored.stale and stored.next_update - now > CRL_REFRESH:
+        if _final(stored) or (next_update is not None and stored is not None and not stored.stale
+                              and stored.next_update - now > CRL_REFRESH):
             return self._crl(stored.body)
         stored = session.get(IacaCrl, label, with_for_update=True)
         if stored is not None:
             session.refresh(stored)
-            if not stored.stale and stored.next_update - now > CRL_REFRESH:
-                return self._crl(stored.body)  # another process rebuilt it meanwhile
+            if _final(stored) or (next_update is not None and not stored.stale
+                                  and stored.next_update - now > CRL_REFRESH):
+                return self._crl(stored.body)  # another process rebuilt (or sealed) it meanwhile
         this_update = now.astimezone(dt.UTC).replace(microsecond=0)
         number = max((stored.crl_number + 1) if stored else 1, int(this_update.timestamp()))
-        builder = ca_crl.crl_builder(cert, number=number, this_update=this_update, next_update=next_update,
-                                     revoked=revoked(min(stored.this_update, now) if stored else None))
+        if next_update is None:  # final: every certificate it revoked, and says so (expiredCertsOnCRL)
+            until, entries, since = ca_crl.NO_NEXT_UPDATE, revoked(None), cert.not_valid_before_utc
+        else:
+            until, since = this_update + next_update, None
+            entries = revoked(min(stored.this_update, now) if stored else None)
+        builder = ca_crl.crl_builder(cert, number=number, this_update=this_update, next_update=until,
+                                     revoked=entries, expired_certs_since=since)
         crl = self._signer(session.get(IssuerKey, label), "issues no CRL any more").sign_crl(builder)
         body = crl.public_bytes(serialization.Encoding.DER)
         if stored is None:
             stored = IacaCrl(iaca_label=label)
             session.add(stored)
         stored.crl_number, stored.body, stored.stale = number, body, False
-        stored.this_update, stored.next_update = this_update, this_update + next_update
+        stored.this_update, stored.next_update = this_update, until
         session.flush()
         return self._crl(body)
+
+    # -- a CA's final CRL (specs/revocation.md, "A CA's final CRL") ------------------------
+
+    def final_crl(self, session: Session, label: str) -> IacaCrl | None:
+        """The final CRL CA ``label`` (an IACA or a VICAL CA) signed before its key went
+        (:meth:`seal`), as stored, or None."""
+        stored = session.get(IacaCrl, label)
+        return stored if _final(stored) else None
+
+    def _refuse_sealed(self, session: Session, label: str, what: str) -> None:
+        """:class:`SignerKeyDestroyed` when CA ``label`` signed its final CRL: its key is being
+        destroyed (or was), it ``what`` (a signer it certified now would be on no CRL)."""
+        final = self.final_crl(session, label)
+        if final is not None:
+            raise SignerKeyDestroyed(f"{label} signed its final CRL at {final.this_update:%Y-%m-%d %H:%M:%S} UTC "
+                                     f"(its key is destroyed): it {what}")
+
+    def _final_of(self, row: IssuerKey, stored: IacaCrl) -> FinalCrl:
+        url = self.crl_uri_for(row.label) if row.purpose == PURPOSE_IACA else self.vical_crl_uri_for(row.label)
+        return FinalCrl(url.removeprefix(self.public_url), stored.crl_number, stored.this_update,
+                        len(self._crl(stored.body)))
+
+    def seal(self, session: Session, row: IssuerKey, now: dt.datetime, *, actor: str = "issuer") -> FinalCrl | None:
+        """The final CRL of CA ``row`` (an IACA or a VICAL CA) whose key is to be destroyed now,
+        signed now unless it signed one already (a destruction interrupted after it: never
+        signed twice): every certificate it revoked, expired or not, thisUpdate ``now`` (after
+        every certificate it certified has ended or been revoked: :meth:`key_duty`), cRLNumber
+        above any before, nextUpdate :data:`protocols.crl.NO_NEXT_UPDATE`; stored in
+        ``mdoc_iaca_crls`` and served from then on for good (:meth:`iaca_crl`,
+        :meth:`vical_ca_crl`), past the CA's end too. An IACA's status-list signers that have
+        not expired (kept to its end for the lists of its mdocs, which have all ended: no
+        document signer it certified is valid) are revoked first, cessationOfOperation, so that
+        the final CRL lists them (audited ``mdoc.signer.revoke``); their lists answer 410
+        from then on. From then on the CA certifies nothing (:meth:`_refuse_sealed`).
+
+        None, nothing signed: for another key; for a CA revoked or withdrawn (its CRL is not
+        served, ``410`` ``iaca-withdrawn`` / ``vical-ca-withdrawn``: a CRL signed by a key that
+        may be in other hands proves nothing, RFC 5280 6.3.3); for one past its end (it signs
+        nothing then: ``iaca-ended``, ``vical-ca-ended``); for one whose key the store no
+        longer holds (a destruction whose record was rolled back: the last CRL it signed is
+        served as before, to an hour before its nextUpdate)."""
+        if row.purpose not in (PURPOSE_IACA, PURPOSE_VICAL_CA) or row.revoked_at is not None:
+            return None
+        final = self.final_crl(session, row.label)
+        if final is not None:
+            return self._final_of(row, final)
+        cert = self._cert(row)
+        if not now < cert.not_valid_after_utc or not self.keystore.has(row.label):
+            return None
+        if row.purpose == PURPOSE_IACA:
+            retired = []
+            for signer in self.issued_by(session, row, (PURPOSE_STATUS,)):
+                if signer.revoked_at is None and now < self._cert(signer).not_valid_after_utc:
+                    signer.revoked_at, signer.revocation_reason, signer.active = now, "cessationOfOperation", False
+                    retired.append(signer)
+                    session.add(AuditEvent(actor=actor, action="mdoc.signer.revoke", subject=signer.label, detail={
+                        "serial": format(self._cert(signer).serial_number, "x"), "reason": "cessationOfOperation",
+                        "purpose": PURPOSE_STATUS, "final_crl_of": row.label}))
+            if retired:
+                lists = select(StatusList.id).where(StatusList.iaca_label == row.label)
+                for model in (StatusListToken, IdentifierListToken):
+                    session.execute(delete(model).where(model.list_id.in_(lists))
+                                    .execution_options(synchronize_session=False))
+            session.flush()
+        self._stored_crl(session, row.label, cert, self._entries(session, row.label), now, None)
+        return self._final_of(row, self.final_crl(session, row.label))
 
     # -- revocation of the IACA's signers (RFC 5280 5.3.1 reasons) --------------------
 
@@ -1094,20 +1168,43 @@ class MdocPki:
         destroyed before the caller's transaction commits: a transaction rolled back after it
         leaves the key gone and no record, and the next call finds no key to destroy and
         records it then (``found_absent``)."""
-        row = self.key_row(session, ref)
-        if row.purpose in (PURPOSE_IACA, PURPOSE_VICAL_CA):
-            self._lock(session, row.purpose)  # what a rollover, staging or revocation committed, read after it
-            session.refresh(row)
-        else:
-            take_row(session, row)
+        row = self._take(session, ref)
         if row.key_destroyed_at is not None:
             return KeyDestruction(row, False, restored=destroy_restored(self.keystore, row))
         refusal = self.key_duty(session, row, now)
         if refusal is not None:
             raise refusal
+        final = self.seal(session, row, now)  # a CA's, before its key goes (signed already by seal_for)
         absent = destroy_in_store(self.keystore, row, now)
         session.flush()
-        return KeyDestruction(row, True, absent)
+        return KeyDestruction(row, True, absent, final_crls=(final,) if final is not None else ())
+
+    def _take(self, session: Session, ref: str) -> IssuerKey:
+        """The row of the signer ``ref`` names (:meth:`key_row`), taken for the caller's
+        transaction and read afresh (a CA's with its kind's rows: what a rollover, staging or
+        revocation committed is read after it)."""
+        row = self.key_row(session, ref)
+        if row.purpose in (PURPOSE_IACA, PURPOSE_VICAL_CA):
+            self._lock(session, row.purpose)
+            session.refresh(row)
+        else:
+            take_row(session, row)
+        return row
+
+    def seal_for(self, session: Session, ref: str, now: dt.datetime, *, actor: str = "issuer") -> FinalCrl | None:
+        """The first step of destroying the key of the signer ``ref`` names, in a transaction
+        of its own before :meth:`destroy_key`'s: a CA's final CRL (:meth:`seal`), when its key
+        may go (:meth:`key_duty`'s refusal raised otherwise, nothing changed) and is not
+        destroyed yet. Committed before the key is destroyed, so that no rollback leaves a
+        CA's key gone without it; a crash between the two leaves the CA sealed (it signs
+        nothing more) and the next destruction finds the CRL and destroys the key."""
+        row = self._take(session, ref)
+        if row.key_destroyed_at is not None:
+            return None
+        refusal = self.key_duty(session, row, now)
+        if refusal is not None:
+            raise refusal
+        return self.seal(session, row, now, actor=actor)
 
     def revoked_signers(self, session: Session, root: x509.Certificate,
                         since: dt.datetime | None) -> list[tuple[x509.Certificate, IssuerKey]]:
@@ -1137,15 +1234,35 @@ class MdocPki:
         root = (self.ensure_iaca_certificate(session, now) if iaca_label is None
                 else self._certkey(self._iaca_by_ref(session, iaca_label)))  # its key only to sign, below
         self._refuse_withdrawn(session, root.label, "issues no CRL")
+        final = self.final_crl(session, root.label)
+        if final is not None:  # its key went (or goes): the last it signed, for good, also past its end
+            return self._crl(final.body)
         if not now < root.certificate.not_valid_after_utc:
             raise IacaEnded(f"the IACA {root.label} ended {root.certificate.not_valid_after_utc}: "
                             "no CRL is issued for it any more")
+        return self._stored_crl(session, root.label, root.certificate, self._entries(session, root.label), now,
+                                next_update)
 
-        def revoked(since: dt.datetime | None) -> list[ca_crl.Revoked]:
-            return [ca_crl.Revoked(cert.serial_number, row.revoked_at, row.revocation_reason or "unspecified")
-                    for cert, row in self.revoked_signers(session, root.certificate, since)]
+    def _entries(self, session: Session, label: str):  # noqa: ANN202 - since -> list[ca_crl.Revoked]
+        """What the CRL of CA ``label`` (an IACA or a VICAL CA) lists, as a function of the
+        thisUpdate of the CRL before it (None: every certificate it revoked): each revoked
+        signer it certified (document and status-list signers, or VICAL signers) with its
+        revocation time and reason, but those that had expired by then (RFC 5280 3.3)."""
+        row = session.get(IssuerKey, label)
+        cert = self._cert(row)
+        if row.purpose == PURPOSE_IACA:
+            def revoked(since: dt.datetime | None) -> list[ca_crl.Revoked]:
+                return [ca_crl.Revoked(c.serial_number, r.revoked_at, r.revocation_reason or "unspecified")
+                        for c, r in self.revoked_signers(session, cert, since)]
+            return revoked
 
-        return self._stored_crl(session, root.label, root.certificate, revoked, now, next_update)
+        def revoked_vical(since: dt.datetime | None) -> list[ca_crl.Revoked]:
+            rows = [r for r in self._rows(session, PURPOSE_VICAL) if r.revoked_at is not None]
+            return [ca_crl.Revoked(self._cert(r).serial_number, r.revoked_at, r.revocation_reason or "unspecified")
+                    for r in sorted(rows, key=lambda r: (r.revoked_at, r.label))
+                    if self._cert(r).issuer == cert.subject
+                    and (since is None or self._cert(r).not_valid_after_utc >= since)]
+        return revoked_vical
 
     def _crl(self, body: bytes) -> x509.CertificateRevocationList:
         cached = self._crls.get(body)
@@ -1182,6 +1299,11 @@ def issuance_refusal(session: Session, now: dt.datetime,
     if end - now <= margin:
         return _closing(row.label, end)
     return None
+
+
+def _final(stored: IacaCrl | None) -> bool:
+    """Whether the stored CRL ``stored`` is a CA's final CRL (:meth:`MdocPki.seal`)."""
+    return stored is not None and stored.next_update == ca_crl.NO_NEXT_UPDATE
 
 
 def generation(label: str) -> int:

@@ -627,11 +627,15 @@ class MdocService:
         revoked signer's, whatever the reason, or one whose duties have all ended. Recorded
         on its row (``key_destroyed_at``) and audited ``mdoc.key.destroy`` (with the signer's
         serial, purpose, revocation reason, and ``found_absent`` when the store held no key
-        any more); a second call changes nothing and says so (``already``)."""
+        any more); a second call changes nothing and says so (``already``). A CA's key (an
+        IACA, a VICAL CA) signs its final CRL first, in a transaction of its own committed
+        before the key is destroyed (:meth:`MdocPki.seal_for`; ``final_crls``)."""
+        run_transaction(self.sessions, lambda s: self.pki.seal_for(s, ref, self.clock(), actor=actor))
 
         def work(s: Session) -> KeyDestructionResult:
             done = self.pki.destroy_key(s, ref, self.clock())
-            result = KeyDestructionResult.of(done.row, done.changed, done.found_absent, done.restored)
+            result = KeyDestructionResult.of(done.row, done.changed, done.found_absent, done.restored,
+                                             done.final_crls)
             if done.changed or done.restored:
                 audit_destruction(s, result, actor=actor, action="mdoc.key.destroy")
             return result

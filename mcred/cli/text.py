@@ -246,4 +246,11 @@ def key_destruction_line(done) -> str | None:  # noqa: ANN001 - an issuer.key_de
         return f"the key of {done.label} was already destroyed ({at})"
     if done.found_absent:
         return f"the key of {done.label} was not in the key store any more: recorded destroyed at {at}"
-    return f"the key of {done.label} destroyed at {at}; its certificate stays published"
+    final = ""
+    if done.final_crls:
+        first = done.final_crls[0]
+        final = (f"; its final CRL ({first.crl}, cRLNumber {first.crl_number}, {first.entries} entries, nextUpdate "
+                 "9999-12-31) is served for good" if len(done.final_crls) == 1 else
+                 f"; its final CRLs ({len(done.final_crls)}, one per partition, nextUpdate 9999-12-31) are "
+                 "served for good")
+    return f"the key of {done.label} destroyed at {at}{final}; its certificate stays published"

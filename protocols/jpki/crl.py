@@ -22,6 +22,8 @@ from datetime import datetime
 
 from cryptography import x509
 
+from protocols.crl import expired_certs_on_crl
+
 from ._signing import IssuerKey, sign_builder
 from .certificates import _aki, _check_issuer
 from .errors import ProfileError
@@ -148,8 +150,12 @@ def _entry(rev: Revocation) -> x509.RevokedCertificate:
 def build_crl(*, profile: JpkiProfile, purpose: Purpose, issuer: x509.Certificate,
               issuer_key: IssuerKey, partition: Municipality | None,
               revocations: Iterable[Revocation], crl_number: int, this_update: datetime,
-              next_update: datetime) -> x509.CertificateRevocationList:
-    """A full CRL of one root (key generation) and one partition (None: unpartitioned)."""
+              next_update: datetime, expired_certs_since: datetime | None = None
+              ) -> x509.CertificateRevocationList:
+    """A full CRL of one root (key generation) and one partition (None: unpartitioned).
+    ``expired_certs_since``: it lists every certificate revoked that expired since then
+    (X.509 expiredCertsOnCRL, non-critical: :func:`protocols.crl.expired_certs_on_crl`), as a
+    root's final CRL does (``next_update`` :data:`protocols.crl.NO_NEXT_UPDATE`)."""
     _check_issuer(profile, purpose, issuer, issuer_key)
     if crl_number < 0 or crl_number.bit_length() > 159:
         raise ProfileError(f"CRL number {crl_number} must be 0..2^159-1 (RFC 5280 5.2.3: at most 20 octets)")
@@ -174,4 +180,6 @@ def build_crl(*, profile: JpkiProfile, purpose: Purpose, issuer: x509.Certificat
     if partition is not None:
         builder = builder.add_extension(issuing_distribution_point(profile, partition),
                                         critical=True)
+    if expired_certs_since is not None:
+        builder = builder.add_extension(expired_certs_on_crl(expired_certs_since), critical=False)
     return sign_builder(builder, issuer_key)
