@@ -25,7 +25,7 @@ again when it loses a race to another writer (:func:`issuer.mdoc.txn.run_transac
 a PostgreSQL deadlock or serialisation failure, SQLite's busy database), so that a
 revocation meeting an issuance under way is not refused for it.
 
-Lock order (PostgreSQL row locks; specs/revocation.md section 5). Every transaction that
+Lock order (PostgreSQL row locks; specs/revocation.md section 7). Every transaction that
 changes a credential's status takes its locks in this order, each table's rows in the
 order given, and never a lock of an earlier table after one of a later table:
 

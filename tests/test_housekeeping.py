@@ -142,7 +142,7 @@ def test_housekeeping_re_signs_a_jpki_crl_before_a_relying_party_asks(installati
     next relying party is served that one (no signature at its request). After a rollover, the
     older root generation's CRL goes on being issued, and past its last certificate's end one
     lists the certificate it revoked, beyond its validity (RFC 5280 3.3), with nobody asking:
-    then its key may be destroyed, and that CRL is still served."""
+    then its key may be destroyed, after its final CRL, which is served from then on."""
     from issuer.revocation import revoke
     from protocols.jpki.profile import KeyType, Purpose
 
@@ -180,8 +180,13 @@ def test_housekeeping_re_signs_a_jpki_crl_before_a_relying_party_asks(installati
             assert listed.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
             assert listed.last_update_utc > cert.not_valid_after_utc
             assert issuer.destroy_key("jpki-sign-root-g1").changed
+            # its key gone, the CRL served is the final one it signed first (specs/revocation.md
+            # section 9): later than the one housekeeping had signed, listing the same certificate
             again = client.get(f"/crl/sign/131016.crl?key_id={g1.key_id.hex()}")
-            assert again.status_code == 200 and again.content == kept.body
+            assert again.status_code == 200, again.text
+            final = x509.load_der_x509_crl(again.content)
+            assert final.next_update_utc.year == 9999 and _number(final) > _number(listed)
+            assert final.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
     finally:
         app.state.jobs.shutdown()
 
