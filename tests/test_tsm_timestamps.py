@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from dbtypes import UtcDateTime
 from mcred.cli.main import app
-from mcred.db import make_engine, migrate
+from mcred.db import make_engine, migrate, utc_session
 from protocols.gp.apdu import CommandApdu
 from tsm import records
 from tsm.audit import AuditLog, audit_rows
@@ -49,6 +49,11 @@ def away_from_utc(db_url: str) -> str:
 @pytest.fixture
 def engine(db_url):  # for test_tsm_jobs.world too
     eng = make_engine(away_from_utc(db_url))
+    if eng.dialect.name == "postgresql":
+        # mcred's own engines run their sessions in UTC (mcred.db.utc_session); this one keeps
+        # the Asia/Tokyo session the URL asks for, as another client's would: what the TSM
+        # writes and reads must not depend on the session's zone
+        event.remove(eng, "connect", utc_session)
     if eng.dialect.name == "sqlite":
         @event.listens_for(eng, "connect")
         def _fast(dbapi_conn, _rec):  # tests need no durability across power loss
