@@ -31,8 +31,10 @@ from issuer.db import Credential, Holder, Phone, StatusList, utcnow
 from mcred.context import Context
 from mcred.provision import (
     ProvisionResult,
+    check_jpki_issuance,
     issuer_port,
     jpki_issuer,
+    jpki_slots_for,
     mdoc_service,
     provision,
     resume,
@@ -253,7 +255,10 @@ class HandoverActions:
         Past the card's last day the certificate is revoked and none is issued (``skipped``,
         naming the card's renewal): the issuer issues nothing from an ended card, and a found
         then stopped here, its holds lifted, for good (resumed, it failed again); the card's
-        renewal re-issues everything on the phone (specs/handover.md, policy 2)."""
+        renewal re-issues everything on the phone (specs/handover.md, policy 2). A certificate that
+        would outlive the signing root is refused before the SE makes a key
+        (:func:`mcred.provision.check_jpki_issuance`): the step stops, its revocation done,
+        and is resumed once the root is rolled over."""
         phone = c.old_phone_id or c.new_phone_id
         assert phone
         before = set(c.results.get("prepare", {}).get("credentials", []))
@@ -265,6 +270,10 @@ class HandoverActions:
         ended = self._card_ended(c.holder_id)
         if ended is not None:
             return {"revoked": revoked, "generated": False, "skipped": ended, "at": _stamp()}
+        # before the SE makes a key: a certificate that would outlive the signing root is refused
+        # by the issuer, and GENERATE KEY would have erased the slot's certificate for nothing;
+        # the step stops (resumed once the root is rolled over)
+        check_jpki_issuance(self.ctx, c.holder_id, ("sign",), self._sign_key_type(before))
         old_key = c.results.get("prepare", {}).get("sign_key_sha256")
         job_ref = f"handover:{c.handover_id}:sign"
         with _se_steps(self.ctx, phone, job_ref, self.tsm_hook) as run:
@@ -302,6 +311,19 @@ class HandoverActions:
                                job_id=started[-1].id if started else None)
         return {"job": result.job_id, "mdocs": len(result.issued), "at": _stamp()}
 
+    def _sign_key_type(self, ids: set[str]) -> str:
+        """The key type of the signing certificate among ``ids`` (what the SE makes the new key
+        as: the type of the keys it holds), ``p384`` when none says."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        with self.ctx.sessions() as s:
+            body = s.scalar(select(Credential.body).where(Credential.id.in_(sorted(ids)),
+                                                          Credential.kind == "jpki-sign").limit(1))
+        if body is None:
+            return "p384"
+        return "rsa2048" if isinstance(x509.load_der_x509_certificate(body).public_key(), rsa.RSAPublicKey) else "p384"
+
     def _any_of_kind(self, ids: set[str], kind: str) -> bool:
         """Whether any of the credentials ``ids`` is of ``kind``."""
         if not ids:
@@ -319,11 +341,17 @@ class HandoverActions:
     def reissue_all(self, c: wf.StepContext) -> dict:
         """Card renewed or basic four data changed: delete the phone's credentials (TSM),
         provision them again, and revoke every credential the phone held before as
-        superseded (the JPKI issuer already supersedes same-slot certificates)."""
+        superseded (the JPKI issuer already supersedes same-slot certificates). Refused before
+        the phone is wiped when a JPKI root would refuse the provisioning
+        (:func:`mcred.provision.check_jpki_issuance`)."""
         phone = c.old_phone_id or c.new_phone_id
         assert phone
         prov_actor = provision_actor(c.handover_id)
         if not [j for j in self._jobs(phone, prov_actor) if j.kind == "provision"]:
+            # before the phone is wiped: a provisioning its JPKI root refuses (a certificate that
+            # would outlive it) stops here, the phone's credentials untouched, to be resumed
+            # once the root is rolled over
+            check_jpki_issuance(self.ctx, c.holder_id, jpki_slots_for(self.ctx, c.holder_id), self.key_type)
             self._run_job(phone, "delete-credentials", f"handover:{c.handover_id}:delete")
         r = self._provision(phone, c.holder_id, prov_actor)
         before = set(c.results.get("prepare", {}).get("credentials", []))
