@@ -241,3 +241,29 @@ def test_provisioning_renewal_and_card_renewal_are_refused_before_the_se_is_touc
         assert {slot for slot, _old, _der in renewed.renewed} == {"sign", "auth"}
         assert renew_card(ctx, done.holder_id, reason="drill", key_type="p384", resume=renewal)["state"] == "done"
         ctx.engine.dispose()
+
+
+def test_the_doctor_warns_before_any_certificate_is_refused(home):
+    """`mcred doctor` asks for the rollover from ROOT_NOTICE_DAYS before the root's last
+    ROOT_RENEW_DAYS; on that day no certificate a holder could be issued is refused yet (the
+    longest, a next card's to the 10th birthday, whatever the birthday, uncapped by a card), so
+    the warning comes before the first refusal; the finding says refusals come."""
+    from issuer.jpki.ca import ROOT_NOTICE_DAYS, ROOT_RENEW_DAYS
+    from mcred.doctor import _jpki_roots
+
+    ctx = Context.open(home)
+    clock = Clock(_now())
+    jpki = JpkiIssuer(ctx.sessions, ctx.keystore, profile_for(ctx.public_url), clock=clock)
+    jpki.setup(KeyType.EC_P384)
+    end = jpki.root("sign").not_valid_after_utc
+    clock.at = end - dt.timedelta(days=ROOT_RENEW_DAYS + ROOT_NOTICE_DAYS - 1)
+    found = _jpki_roots(ctx, clock.at)
+    assert not found.ok and "refuses the certificates that would outlive it" in found.detail
+    assert "mcred jpki stage --slot sign" in found.fix
+    today = clock.at.date()
+    for days in range(366):  # every birthday of the year, born 30 years before
+        birth = dt.date(today.year - 30, 1, 1) + dt.timedelta(days=days)
+        assert jpki.issuance_refusal(("sign", "auth"), KeyType.EC_P384, birth, None) is None, birth
+    clock.at = end - dt.timedelta(days=9 * 365)  # nine years left: a ten-year certificate is refused
+    assert jpki.issuance_refusal(("sign",), KeyType.EC_P384, dt.date(1990, 4, 1), None) is not None
+    ctx.engine.dispose()
