@@ -14,12 +14,16 @@ end soon after the wall clock's today, which every other party (the TSM, the hol
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 
 import pytest
+from api_helpers import bearer
 from conftest import fsync_skipped, person
 from cryptography import x509
+from documented import check_every_answer
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 from test_issuer_jpki_support import HOLDER, new_key, prove, spki
@@ -36,6 +40,7 @@ from issuer.keystore import MemoryKeyStore
 from mcred.context import Context
 from mcred.db import make_engine, migrate
 from mcred.provision import JpkiRootEndingError, parse_holder, provision, renew_jpki
+from mcred.service import create_app
 from protocols.jpki.profile import KeyType
 from tsm.jobs import list_jobs
 
@@ -209,6 +214,16 @@ def test_provisioning_renewal_and_card_renewal_are_refused_before_the_se_is_touc
         said = json.loads(run_cli("jpki", "renew", "--phone", phone, "--early", "--reason", "drill", "--json",
                                   code=2))
         assert "jpki-sign-root-g2 ends" in said["error"] and "mcred jpki rollover --slot sign" in said["error"]
+        api = create_app(ctx, job_workers=1)
+        try:
+            with contextlib.closing(TestClient(api)) as client:
+                check_every_answer(client, api)
+                r = client.post("/certificate-renewals", json={"phone_id": phone, "early": True, "reason": "drill"},
+                                headers=bearer(ctx.sessions, ["issuer"])["issuer"])
+                assert r.status_code == 409 and r.json()["type"] == "/problems/provisioning-refused", r.text
+                assert "jpki-sign-root-g2 ends" in r.json()["detail"] and "POST /trust/jpki-rollover" in r.json()["detail"]
+        finally:
+            api.state.jobs.shutdown()
         assert not list_jobs(ctx.engine, phone, kind="renew-jpki")
         with ctx.sessions() as s:
             assert not s.scalars(select(AuditEvent).where(AuditEvent.action == "jpki.renew")).all()
