@@ -1754,7 +1754,7 @@ def operator_router(ctx: Context) -> APIRouter:
 
             _check_password(ctx, holder_id, body.password)  # before the new card is recorded
             return record_card_renewal(ctx, holder_id, reason=body.reason, card_number=body.card_number,
-                                       actor=_actor(request))
+                                       actor=_actor(request), key_type=body.key_type)
 
         def submit(out: dict) -> JobView:
             jobs = _jobs(request)

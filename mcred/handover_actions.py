@@ -621,13 +621,15 @@ def _run(actions: HandoverActions, actor: str, handover_id: str) -> dict[str, An
 
 
 def record_card_renewal(ctx: Context, holder_id: str, *, reason: str, card_number: str | None = None,
-                        actor: str = "operator") -> dict[str, Any]:
+                        actor: str = "operator", key_type: str = "p384") -> dict[str, Any]:
     """Record the holder's new card (:func:`issuer.holders.renew_card`) and, when a phone of
     theirs carries live credentials, the ``renewal`` workflow that re-issues them (created,
     not run). ``{"card", "phone", "handover", "mdoc_batch", "state"}``: state ``registry
     only`` (no active phone) or ``running``; ``mdoc_batch`` the number of mdoc slots the
     phone holds valid now (what the workflow issues again). Refused before anything changes
-    while a phone of theirs is on hold."""
+    while a phone of theirs is on hold, and when its workflow would be refused (the IACA in its
+    last months, a JPKI root ending before the certificates of ``key_type`` keys it would
+    issue: :func:`issuer.handover.create_in`)."""
     from issuer import holders
     from mcred.provision import valid_mdoc_slots
 
@@ -639,7 +641,7 @@ def record_card_renewal(ctx: Context, holder_id: str, *, reason: str, card_numbe
         if phone is not None:
             made.update(phone=phone, mdoc_batch=len(valid_mdoc_slots(s, phone)) or 1,
                         handover=wf.create_in(s, kind="renewal", holder_id=holder_id, new_phone_id=phone,
-                                              actor=actor, mdoc_refusal=mdoc_refusal(ctx)))
+                                              actor=actor, mdoc_refusal=mdoc_refusal(ctx), jpki_key_type=key_type))
 
     card = holders.renew_card(ctx.sessions, holder_id, actor=actor, reason=reason, card_number=card_number,
                               then=workflow)
@@ -670,7 +672,8 @@ def renew_card(ctx: Context, holder_id: str, *, reason: str, key_type: str = "p3
         out: dict[str, Any] = {"card": None, "phone": phone, "handover": resume}
         actions = actions or HandoverActions(ctx, key_type=key_type, hold_secrets=hold_secrets)
     else:
-        out = record_card_renewal(ctx, holder_id, reason=reason, card_number=card_number, actor=actor)
+        out = record_card_renewal(ctx, holder_id, reason=reason, card_number=card_number, actor=actor,
+                                  key_type=key_type)
         if out["handover"] is None:
             return {**out, "steps": {}, "secrets": {}, "sign_withheld": None}
         actions = actions or HandoverActions(ctx, key_type=key_type, mdoc_batch=out["mdoc_batch"],

@@ -389,7 +389,7 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
     port = issuer_port(ctx)
     tsm = tsm_for(ctx, port, actor)  # the issuer's keys and the TSM master key open, or refuse now
     known = _check_phone_free(ctx, phone_id, holder)  # before anything is registered
-    _check_issuance(ctx, known, (known or holder, slots, key_type))  # mdocs and certificates, one read
+    check_issuance(ctx, known, (known or holder, slots, key_type))  # mdocs and certificates, one read
     try:
         holder_id = register(ctx, holder, phone_id, actor=actor)
     except RegistryHolderError:  # the phone taken by another holder since the check above
@@ -527,10 +527,10 @@ def check_mdoc_issuance(ctx: Context, holder_id: str | None) -> None:
     Found by the issuer half-way instead, a refresh had erased the phone's valid mdocs (its
     rotation deletes them before writing the new ones) and a provisioning had issued the
     certificates, then stopped."""
-    _check_issuance(ctx, holder_id)
+    check_issuance(ctx, holder_id)
 
 
-def _check_issuance(ctx: Context, holder_id: str | None,
+def check_issuance(ctx: Context, holder_id: str | None,
                     jpki: tuple[cardsub.Holder | str, tuple[str, ...] | list[str], str] | None = None) -> None:
     """:func:`check_mdoc_issuance`, and with ``jpki`` (holder, slots, key type) then
     :func:`check_jpki_issuance`, in one read transaction (a provisioning's round trips:

@@ -6,8 +6,9 @@ slot's issuing root is refused (``issuer.jpki.RootEndsTooSoon``, naming ``mcred 
 ``mcred jpki rollover``, or the staged generation to start), decided per certificate: the
 rule of its key type, the holder's birthday and card. A rollover lifts it. Through the TSM the
 composition root finds it before anything is done (``mcred.provision.check_jpki_issuance``):
-a provisioning registers nothing, a renewal makes no job, a card renewal's workflow stops
-before the phone is wiped, a move's before the new signing key is made, and the SE is left as it was.
+a provisioning registers nothing, a renewal makes no job, a card renewal's or a move's
+workflow is not recorded (``issuer.handover.create_in``); one recorded before stops before the
+phone is wiped, or before the new signing key is made; and the SE is left as it was.
 
 The roots are made "long ago" by a CA on a clock set back (a root lasts 20 years), so that they
 end soon after the wall clock's today, which every other party (the TSM, the holder's card) reads."""
@@ -188,22 +189,32 @@ def _se(ctx: Context, phone: str) -> list:
     return wallet_sim.describe(phone, ctx.home)["secure_element"]["applets"]
 
 
-def test_provisioning_renewal_and_card_renewal_are_refused_before_the_se_is_touched(home):
+def test_provisioning_renewals_and_workflows_are_refused_before_the_se_is_touched(home):
     """With the roots ending in three years, today's card's certificates (RSA-2048, to the 5th
-    birthday) and the next card's (P-384, to the 10th) would outlive them: a provisioning is refused before anything is registered or run, a
-    certificate renewal before its job is made, a card renewal's workflow before the phone is
-    wiped; each phone's SE is as it was (the TSM's GENERATE KEY had replaced the slot's key and
-    erased its certificate, then the issuer refused); so is a change of the basic four data
-    before the new signing key is made. A rollover of both roots lifts it: the workflows
-    resumed and the renewal then run."""
-    from issuer.handover import StepFailed
-    from mcred.handover_actions import change_basic_four, renew_card
+    birthday) and the next card's (P-384, to the 10th) would outlive them: a provisioning is
+    refused before anything is registered or run, a certificate renewal before its job is made
+    (the library, the command, the route), a card renewal and a move before their workflow is
+    recorded (the new card, the new address not recorded either); workflows recorded before the
+    roots came so near their end stop at the step that would touch the SE: a card renewal's
+    before it wipes the phone, a move's before the new signing key is made. Each phone's SE is as
+    it was (found by the issuer alone, the TSM's GENERATE KEY had replaced the slot's key and
+    erased its certificate). A rollover of both roots lifts it: the workflows resumed, the
+    renewal and a new move then run."""
+    from issuer import handover as wf
+    from issuer.db import Holder
+    from issuer.handover import StepFailed, WorkflowError
+    from mcred.handover_actions import HandoverActions, change_basic_four, renew_card
 
     with fsync_skipped():
         ctx = Context.open(home)
         phone = wallet_sim.create_phone(home)
-        done = provision(ctx, phone, parse_holder(person(FILE_HOLDER, pin="1234", password="ABCD1234", puk="12345678")),
-                         key_type="rsa2048", mdoc_batch=1)
+        secrets = {"pin": "1234", "password": "ABCD1234", "puk": "12345678"}
+        done = provision(ctx, phone, parse_holder(person(FILE_HOLDER, **secrets)), key_type="rsa2048", mdoc_batch=1)
+        hid = done.holder_id
+        # recorded while the roots have years ahead, run when they have not
+        moved = wf.create(ctx.sessions, kind="basic_four_change", holder_id=hid, old_phone_id=phone, actor="test")
+        renewal = wf.create(ctx.sessions, kind="renewal", holder_id=hid, new_phone_id=phone, actor="test",
+                            jpki_key_type="p384")
         _roots_ending_in(ctx, 3 * 365)
         before = _se(ctx, phone)
 
@@ -236,25 +247,32 @@ def test_provisioning_renewal_and_card_renewal_are_refused_before_the_se_is_touc
             assert s.get(Phone, other) is None or s.get(Phone, other).holder_id is None  # nothing registered
         assert not list_jobs(ctx.engine, other) and _se(ctx, other) == fresh
 
-        # a move: the signing certificate, which carries the address, is superseded (the registry),
-        # and the new one refused before the SE makes its key
+        with ctx.sessions() as s:
+            card, address = s.get(Holder, hid).card_number, s.get(Holder, hid).data["address"]
+        with pytest.raises(WorkflowError, match="renewal of holder .*no JPKI sign certificate can be issued now: "
+                                                "the sign root generation jpki-sign-root-g2 ends"):
+            renew_card(ctx, hid, reason="drill", key_type="p384")
+        with pytest.raises(WorkflowError, match="basic_four_change of holder .*jpki-sign-root-g2 ends"):
+            change_basic_four(ctx, hid, {"address": "東京都千代田区永田町1-7-1"}, reason="moved")
+        with ctx.sessions() as s:  # neither the new card nor the move recorded
+            assert (s.get(Holder, hid).card_number, s.get(Holder, hid).data["address"]) == (card, address)
+
+        actions = HandoverActions(ctx, key_type="p384", given={phone: secrets})
         with pytest.raises(StepFailed, match="step 'reissue_sign' .*jpki-sign-root-g2 ends"):
-            change_basic_four(ctx, done.holder_id, {"address": "東京都千代田区永田町1-7-1"}, reason="moved")
+            actions.runner("test").run(moved)  # the old signing certificate superseded, no new key made
         assert _se(ctx, phone) == before
         with pytest.raises(StepFailed, match="step 'reissue_all' .*jpki-sign-root-g2 ends"):
-            renew_card(ctx, done.holder_id, reason="drill", key_type="p384")
+            actions.runner("test").run(renewal)
         assert _se(ctx, phone) == before  # the phone was not wiped, nor was a key made
         assert not list_jobs(ctx.engine, phone, kind="delete-credentials")
 
         run_cli("jpki", "rollover", "--slot", "sign", "--key-type", "p384")
         run_cli("jpki", "rollover", "--slot", "auth", "--key-type", "p384")
-        with ctx.sessions() as s:
-            moved, renewal = (s.scalar(select(AuditEvent.subject).where(AuditEvent.action == f"workflow.create.{kind}"))
-                              for kind in ("basic_four_change", "renewal"))
-        assert change_basic_four(ctx, done.holder_id, {}, reason="moved", resume=moved)["state"] == "done"
+        assert actions.runner("test").run(moved).state == "done"
         renewed = renew_jpki(ctx, phone, early=True, reason="drill")
         assert {slot for slot, _old, _der in renewed.renewed} == {"sign", "auth"}
-        assert renew_card(ctx, done.holder_id, reason="drill", key_type="p384", resume=renewal)["state"] == "done"
+        assert actions.runner("test").run(renewal).state == "done"
+        assert change_basic_four(ctx, hid, {"address": "東京都千代田区永田町1-7-1"}, reason="moved")["state"] == "done"
         ctx.engine.dispose()
 
 

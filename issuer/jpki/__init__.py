@@ -15,22 +15,12 @@ from cryptography import x509
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from issuer.db import Credential, IssuerKey, utcnow
+from issuer.db import Credential, utcnow
 from issuer.keystore import KeyStore
-from protocols.jpki.errors import JpkiError
 from protocols.jpki.profile import JpkiProfile, KeyType, Purpose
 
 from . import issuance, publication
-from .ca import (
-    KIND,
-    Generation,
-    JpkiCa,
-    RootRollover,
-    RootStage,
-    purpose_of,
-    root_purpose,
-    staged_of,
-)
+from .ca import KIND, Generation, JpkiCa, RootRollover, RootStage, purpose_of
 from .errors import (
     CaNotSetUp,
     IssuanceError,
@@ -124,28 +114,10 @@ class JpkiIssuer:
         ``session`` when given). None too when a slot has no root yet (the set-up makes one of
         full term) or the rule itself refuses (a card ended: the issuance says so)."""
         now = now or self.clock()
-        try:
-            not_after = issuance.planned_validity(key_type, birth, card_expiry, now).not_after
-        except (JpkiError, ValueError):
-            return None
-        purposes = [purpose_of(slot) for slot in slots]
-        query = (select(IssuerKey).where(IssuerKey.purpose.in_([root_purpose(p) for p in purposes]))
-                 .order_by(IssuerKey.created_at, IssuerKey.label))
         if session is not None:
-            rows = session.scalars(query).all()
-        else:
-            with self.sessions.begin() as s:  # committed: see JpkiCa.generations
-                rows = s.scalars(query).all()
-        for purpose in purposes:
-            generations = [Generation(r.label, purpose, r.algorithm, x509.load_der_x509_certificate(r.certificate),
-                                      r.active, r.created_at, r.key_destroyed_at)
-                           for r in rows if r.purpose == root_purpose(purpose) and r.certificate]
-            active = [g for g in generations if g.active]
-            if active:
-                refused = issuance.root_refusal(active[-1], not_after, staged_of(generations, now))
-                if refused is not None:
-                    return refused
-        return None
+            return issuance.issuance_refusal(session, slots, key_type, birth, card_expiry, now)
+        with self.sessions.begin() as s:  # committed: see JpkiCa.generations
+            return issuance.issuance_refusal(s, slots, key_type, birth, card_expiry, now)
 
     # Lookups --------------------------------------------------------------------------------
     def certificate(self, phone_id: str, slot: str, *, live_only: bool = False) -> bytes:

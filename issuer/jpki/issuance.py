@@ -31,8 +31,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
 
-from issuer.db import AuditEvent, Credential, Holder, Phone
+from issuer.db import AuditEvent, Credential, Holder, IssuerKey, Phone
 from issuer.mdoc.txn import is_retryable
 from issuer.revocation import supersede_on_other_phones
 from protocols.birthdays import today_in_japan
@@ -48,7 +49,7 @@ from protocols.jpki.profile import KeyType, Purpose
 from protocols.jpki.validity import CURRENT_CARD_RULE, NEXT_CARD_RULE, Validity, end_entity_validity
 
 from . import partitions
-from .ca import _DER, KIND, Generation, JpkiCa, purpose_of, random_serial, staged_of
+from .ca import _DER, KIND, Generation, JpkiCa, purpose_of, random_serial, root_purpose, staged_of
 from .errors import (
     IssuanceError,
     ProofOfPossessionError,
@@ -271,6 +272,34 @@ def root_refusal(generation: Generation, not_after: dt.datetime,
         f"would ({not_after:%Y-%m-%d %H:%M} UTC): a relying party refuses its chain once the root has ended, so "
         f"it is not issued; {fix}", slot=slot, root=generation.label, root_not_after=end, not_after=not_after,
         staged=staged.label if staged is not None else None)
+
+
+def issuance_refusal(session: Session, slots: tuple[str, ...] | list[str], key_type: KeyType, birth: dt.date,
+                     card_expiry: dt.date | None, now: dt.datetime) -> RootEndsTooSoon | None:
+    """Why a certificate of ``slots`` for a ``key_type`` key, issued at ``now`` to a holder born
+    on ``birth`` whose card runs through ``card_expiry``, would be refused for outliving its
+    slot's issuing root generation (:func:`root_refusal`), or None: what :func:`issue` decides,
+    found before anything is done (before the SE makes a key), from the registry alone (the
+    roots' rows, one statement in ``session``; no key store). None too when a slot has no root
+    yet (the set-up makes one of full term) or the rule itself refuses (a card ended, a birth
+    after the day: the issuance says so)."""
+    try:
+        not_after = planned_validity(key_type, birth, card_expiry, now).not_after
+    except (JpkiError, ValueError):
+        return None
+    purposes = [purpose_of(slot) for slot in slots]
+    rows = session.scalars(select(IssuerKey).where(IssuerKey.purpose.in_([root_purpose(p) for p in purposes]))
+                           .order_by(IssuerKey.created_at, IssuerKey.label)).all()
+    for purpose in purposes:
+        generations = [Generation(r.label, purpose, r.algorithm, x509.load_der_x509_certificate(r.certificate),
+                                  r.active, r.created_at, r.key_destroyed_at)
+                       for r in rows if r.purpose == root_purpose(purpose) and r.certificate]
+        active = [g for g in generations if g.active]
+        if active:
+            refused = root_refusal(active[-1], not_after, staged_of(generations, now))
+            if refused is not None:
+                return refused
+    return None
 
 
 def _build(ca: JpkiCa, purpose: Purpose, generation, holder: Holder, subject_key,
