@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from issuer.key_destruction import KeyDestroyed
 
 
@@ -74,8 +76,8 @@ class RootEndsTooSoon(IssuanceError):
     certificate's, as it would be issued) and ``staged`` (the label of the staged generation
     a rollover would start, or None) say which."""
 
-    def __init__(self, message: str, *, slot: str, root: str, root_not_after, not_after,  # noqa: ANN001
-                 staged: str | None = None) -> None:
+    def __init__(self, message: str, *, slot: str, root: str, root_not_after: dt.datetime,
+                 not_after: dt.datetime, staged: str | None = None) -> None:
         super().__init__(message)
         self.slot, self.root, self.staged = slot, root, staged
         self.root_not_after, self.not_after = root_not_after, not_after
