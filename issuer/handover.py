@@ -141,17 +141,22 @@ def create(
     new_phone_id: str | None = None,
     actor: str = "operator",
     mdoc_refusal: MdocRefusal | None = None,
+    jpki_key_type: str | None = None,
 ) -> str:
     """Record a new workflow of ``kind`` and return its id (nothing runs yet). ``mdoc_refusal``:
     the installation's mdoc-issuance check (:data:`MdocRefusal`; the composition root's
-    ``mcred.handover_actions.mdoc_refusal``), else the default PKI configuration's."""
+    ``mcred.handover_actions.mdoc_refusal``), else the default PKI configuration's.
+    ``jpki_key_type``: the key type its runner makes the certificates of a phone provisioned
+    anew with (a model change, a renewal; default ``p384``, the runner's default), for the
+    JPKI roots' refusal (:func:`_jpki_refusal`)."""
     with sessions.begin() as s:
         return create_in(s, kind=kind, holder_id=holder_id, old_phone_id=old_phone_id,
-                         new_phone_id=new_phone_id, actor=actor, mdoc_refusal=mdoc_refusal)
+                         new_phone_id=new_phone_id, actor=actor, mdoc_refusal=mdoc_refusal,
+                         jpki_key_type=jpki_key_type)
 
 
 def _issuance_refusal(s: Session, kind: str, holder: Holder | None, target: Phone | None,
-                      mdoc_refusal: MdocRefusal | None = None) -> str | None:
+                      mdoc_refusal: MdocRefusal | None = None, jpki_key_type: str | None = None) -> str | None:
     """Why a workflow of ``kind`` would be refused by the issuer half-way, found before it is
     recorded: a model change and a renewal provision a phone with new mdocs from the
     holder's card (none from a card that has expired:
@@ -168,7 +173,8 @@ def _issuance_refusal(s: Session, kind: str, holder: Holder | None, target: Phon
     refuses then, so it stopped half-way (the certificate revoked, nothing issued); every
     credential issued from the card ended with it, so nothing valid carries the old data, and
     the change belongs in the registry alone (``mcred.handover_actions.record_basic_four_change``
-    records it so), for the card's renewal to issue."""
+    records it so), for the card's renewal to issue. A workflow whose JPKI certificates would
+    outlive their root is refused too (:func:`_jpki_refusal`)."""
     from issuer.holders import card_refusal
     from issuer.mdoc.pki import issuance_refusal
 
@@ -181,12 +187,57 @@ def _issuance_refusal(s: Session, kind: str, holder: Holder | None, target: Phon
         kind == "basic_four_change" and target is not None and s.scalar(select(Credential.id).where(
             Credential.phone_id == target.id, Credential.kind == "mdoc",
             Credential.status.in_(("valid", "hold"))).limit(1)) is not None)
-    return (mdoc_refusal or issuance_refusal)(s, now) if mdocs else None
+    why = (mdoc_refusal or issuance_refusal)(s, now) if mdocs else None
+    return why or _jpki_refusal(s, kind, holder, target, jpki_key_type, now)
+
+
+def _jpki_refusal(s: Session, kind: str, holder: Holder | None, target: Phone | None, key_type: str | None,
+                  now: dt.datetime) -> str | None:
+    """Why the JPKI certificates a workflow of ``kind`` issues would be refused now: one would
+    outlive its slot's issuing root generation (:func:`issuer.jpki.issuance.issuance_refusal`;
+    specs/issuer-keys.md "The JPKI root generations"), or None. A model change and a renewal
+    provision a phone anew: both certificates (the signing one from 15) with ``key_type`` keys
+    (the runner's, ``p384`` unless said); a change of the basic four data and a found re-issue
+    the signing certificate of a phone that holds one (valid or on hold), on a key of its type
+    (the SE makes it so); a found past the card's end issues none. Started anyway, the workflow
+    stopped at its re-issuing step, a renewal's before it wiped the phone
+    (``mcred.handover_actions``), to be resumed after the rollover: refused here, it is not
+    recorded, as for the IACA's last months."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from issuer.holders import card_refusal
+    from issuer.jpki.issuance import issuance_refusal
+    from protocols.birthdays import today_in_japan
+    from protocols.jpki.eligibility import signing_eligible
+    from protocols.jpki.profile import KeyType
+
+    if holder is None or kind not in ("model_change", "renewal", "basic_four_change", "found"):
+        return None
+    try:
+        birth = dt.date.fromisoformat(holder.data["birth_date"])
+    except (KeyError, TypeError, ValueError):
+        return None  # erased (refused above) or unknown: the issuance says so
+    today = today_in_japan(now)
+    if kind in ("model_change", "renewal"):
+        slots: tuple[str, ...] = ("sign", "auth") if birth > today or signing_eligible(birth, today) else ("auth",)
+        algorithm = key_type or "p384"
+    else:
+        body = s.scalar(select(Credential.body).where(
+            Credential.phone_id == target.id, Credential.kind == "jpki-sign",
+            Credential.status.in_(("valid", "hold"))).limit(1)) if target is not None else None
+        if body is None or (kind == "found" and card_refusal(holder.id, holder.card_expiry, now) is not None):
+            return None
+        slots = ("sign",)
+        rsa_key = isinstance(x509.load_der_x509_certificate(body).public_key(), rsa.RSAPublicKey)
+        algorithm = "rsa2048" if rsa_key else "p384"
+    refused = issuance_refusal(s, slots, KeyType(algorithm), birth, holder.card_expiry, now)
+    return f"no JPKI {refused.slot} certificate can be issued now: {refused}" if refused is not None else None
 
 
 def create_in(s: Session, *, kind: str, holder_id: str, old_phone_id: str | None = None,
               new_phone_id: str | None = None, actor: str = "operator",
-              mdoc_refusal: MdocRefusal | None = None) -> str:
+              mdoc_refusal: MdocRefusal | None = None, jpki_key_type: str | None = None) -> str:
     """:func:`create` in the caller's transaction (with what made the workflow needed: a
     change of the holder's data, :func:`issuer.holders.update`)."""
     if kind not in WORKFLOWS:
@@ -236,7 +287,7 @@ def create_in(s: Session, *, kind: str, holder_id: str, old_phone_id: str | None
                             + (" with credentials on hold" if held else "")
                             + ": a renewal re-issues the credentials of a phone in use; settle a loss first "
                               "(found, or lost_confirmed)")
-    why = _issuance_refusal(s, kind, holder, target, mdoc_refusal)
+    why = _issuance_refusal(s, kind, holder, target, mdoc_refusal, jpki_key_type)
     if why is not None:
         raise WorkflowError(f"{kind} of holder {holder_id}: {why}")
     h = Handover(

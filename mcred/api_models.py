@@ -1002,6 +1002,105 @@ class JpkiRootStage(_Closed):
     current: str = Field(description="the generation still issuing, until the rollover")
 
 
+class JpkiOcspResponder(_Closed):
+    """A delegated OCSP responder of a JPKI root generation (never its key)."""
+
+    label: str = Field(pattern=r"^jpki-(sign|auth)-root-g[1-9][0-9]*-ocsp-[1-9][0-9]*$")
+    serial: str = Field(pattern="^[0-9a-f]+$", description="its certificate serial, hex")
+    not_before: str = Field(json_schema_extra=_DATE_TIME)
+    not_after: str = Field(json_schema_extra=_DATE_TIME, description="never after its root generation's")
+    state: Literal["answering", "replaced", "expired"] = Field(description=(
+        "answering: the newest of its generation, not expired, it signs the OCSP answers (renewed in its last 30 "
+        "days); replaced: a newer one answers, its key may be destroyed; expired"))
+    key_destroyed_at: str | None = Field(json_schema_extra=_DATE_TIME, description=(
+        "when its private key was destroyed (POST /trust/key-destructions); null while the key store holds it"))
+
+
+class JpkiRootGeneration(_Closed):
+    """A JPKI root generation (never its key), as ``mcred jpki root list --json`` shows it."""
+
+    slot: Literal["sign", "auth"]
+    label: str = Field(pattern=r"^jpki-(sign|auth)-root-g[1-9][0-9]*$")
+    algorithm: KeyType
+    key_id: str = Field(pattern="^[0-9a-f]+$", description="its subjectKeyIdentifier, hex (what its certificates' "
+                                                          "authorityKeyIdentifier names)")
+    serial: str = Field(pattern="^[0-9a-f]+$", description="its certificate serial, hex")
+    subject: str = Field(description="its subject (RFC 4514): every generation of a slot has the same")
+    not_before: str = Field(json_schema_extra=_DATE_TIME)
+    not_after: str = Field(json_schema_extra=_DATE_TIME, description=(
+        "its end: a certificate that would outlive it is not issued (409 /problems/provisioning-refused naming the "
+        "rollover)"))
+    state: Literal["issuing", "staged", "retired"] = Field(description=(
+        "issuing: it issues every certificate of the slot; staged: the next generation, in the trust bundle "
+        "(/trust/jpki-<slot>-root.pem) and issuing nothing until POST /trust/jpki-rollover starts it; retired: "
+        "rolled over (or staged and never started), it signs the CRLs of what it issued and certifies their OCSP "
+        "responder until they have all expired"))
+    created_at: str = Field(json_schema_extra=_DATE_TIME, description="when it was made (a staged one: staged)")
+    key_destroyed_at: str | None = Field(json_schema_extra=_DATE_TIME, description=(
+        "when its private key was destroyed (POST /trust/key-destructions); null while the key store holds it"))
+    valid_certificates: int = Field(ge=0, description="certificates it issued that are valid now (not revoked, not "
+                                                      "on hold, not expired)")
+    duties_end_at: str | None = Field(json_schema_extra=_DATE_TIME, description=(
+        "the end of the last certificate it issued that has not expired (valid, on hold or revoked): its CRLs and "
+        "OCSP go on to then, and its key may be destroyed after; null: none"))
+    crls: list[str] = Field(description="its CRLs: one URL per partition it issued in (/crl/<slot>/<partition>.crl"
+                                        "?key_id=<its key_id>), oldest partition code first")
+    responders: list[JpkiOcspResponder] = Field(description="its OCSP responders, oldest first (none while staged)")
+
+
+class JpkiRoots(_Closed):
+    """Every JPKI root generation of the slots asked for (each slot's oldest first)."""
+
+    roots: list[JpkiRootGeneration]
+
+
+class TsaUnitInfo(_Closed):
+    """A TSA unit (never its key), under the root that certified it."""
+
+    label: str = Field(pattern=r"^tsa-unit-[1-9][0-9]*$")
+    serial: str = Field(pattern="^[0-9a-f]+$", description="its certificate serial, hex")
+    not_before: str = Field(json_schema_extra=_DATE_TIME)
+    not_after: str = Field(json_schema_extra=_DATE_TIME, description="never after its root's")
+    state: Literal["stamping", "retired", "revoked", "expired"] = Field(description=(
+        "stamping: the newest unit, certified by the current root, it makes the time-stamps; retired: replaced (or "
+        "retired with its root by a rollover), never used again; revoked: on its root's CRL; expired"))
+    revoked_at: str | None = Field(json_schema_extra=_DATE_TIME)
+    reason: str | None = Field(description="its revocation reason (RFC 5280 5.3.1 name)")
+    key_destroyed_at: str | None = Field(json_schema_extra=_DATE_TIME, description=(
+        "when its private key was destroyed (POST /trust/key-destructions); null while the key store holds it"))
+
+
+class TsaRootInfo(_Closed):
+    """A root generation of the time-stamping authority (never its key), as ``mcred tsa root
+    list --json`` shows it."""
+
+    label: str = Field(pattern=r"^tsa-root-g[1-9][0-9]*$")
+    serial: str = Field(pattern="^[0-9a-f]+$", description="its certificate serial, hex")
+    subject: str = Field(description="its subject (RFC 4514): generation N is mcred Time-Stamping Root GN")
+    not_before: str = Field(json_schema_extra=_DATE_TIME)
+    not_after: str = Field(json_schema_extra=_DATE_TIME)
+    state: Literal["current", "staged", "retired"] = Field(description=(
+        "current: it certifies the unit that stamps; staged: the next root, in /tsa/root.pem and certifying "
+        "nothing until the rollover (POST /trust/tsa-rollover, or the TSA's own) starts it; retired: rolled over "
+        "(or staged and never started), it signs the CRL of its units until they have all expired"))
+    created_at: str = Field(json_schema_extra=_DATE_TIME, description="when it was made (a staged one: staged)")
+    key_destroyed_at: str | None = Field(json_schema_extra=_DATE_TIME, description=(
+        "when its private key was destroyed (POST /trust/key-destructions); null while the key store holds it"))
+    valid_units: int = Field(ge=0, description="units it certified that are valid now (not revoked, not expired)")
+    duties_end_at: str | None = Field(json_schema_extra=_DATE_TIME, description=(
+        "the end of the last unit it certified that has not expired (revoked or not): its CRL is signed to then, "
+        "and its key may be destroyed after; null: none"))
+    crl: str | None = Field(description="its CRL, the distribution point its units name (/tsa/root.crl for "
+                                        "generation 1, /tsa/root-gN.crl)")
+    units: list[TsaUnitInfo] = Field(description="the units it certified, oldest first")
+
+
+class TsaRoots(_Closed):
+    """Every root generation of the time-stamping authority, oldest first."""
+
+    roots: list[TsaRootInfo]
+
+
 class TsaRevocation(_Closed):
     """A TSA unit after its revocation (as ``mcred tsa revoke --json``): ``changed`` false when it
     was revoked already with nothing to amend; the members that do not apply are absent."""

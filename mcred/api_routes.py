@@ -76,6 +76,7 @@ from mcred.api_models import (
     JobKind,
     JobList,
     JpkiRootRollover,
+    JpkiRoots,
     JpkiRootStage,
     KeyDestruction,
     KlocMoveJob,
@@ -95,6 +96,7 @@ from mcred.api_models import (
     StatusChanges,
     TsaRevocation,
     TsaRollover,
+    TsaRoots,
     TsaStage,
     TsmAbandonJob,
     TsmAuditRecords,
@@ -1752,7 +1754,7 @@ def operator_router(ctx: Context) -> APIRouter:
 
             _check_password(ctx, holder_id, body.password)  # before the new card is recorded
             return record_card_renewal(ctx, holder_id, reason=body.reason, card_number=body.card_number,
-                                       actor=_actor(request))
+                                       actor=_actor(request), key_type=body.key_type)
 
         def submit(out: dict) -> JobView:
             jobs = _jobs(request)
@@ -2012,6 +2014,26 @@ def operator_router(ctx: Context) -> APIRouter:
         _issuers_set_up(ctx)
         key_type = KeyType(body.key_type) if body.key_type else None
         return jpki_issuer(ctx).rollover_detail(body.slot, key_type, actor=_actor(request)).to_json()
+
+    @router.get("/trust/roots/jpki", summary="Every JPKI root generation of each slot (slot=sign or auth: that "
+                "one), oldest first: serial, subject, validity, state (issuing, staged, retired), key destroyed, "
+                "valid certificates it issued, its CRLs and OCSP responders; from the registry alone (as mcred jpki "
+                "root list)", **typed(JpkiRoots))
+    def jpki_roots(slot: Literal["sign", "auth", "all"] = "all") -> dict[str, Any]:
+        from issuer.jpki.listing import list_roots
+        from mcred.jpki_flow import jpki_registry
+
+        roots = list_roots(jpki_registry(ctx), ("sign", "auth") if slot == "all" else (slot,))
+        return {"roots": [r.to_json() for r in roots]}
+
+    @router.get("/trust/roots/tsa", summary="Every root generation of the time-stamping authority, oldest first, "
+                "with the units it certified: serial, subject, validity, state (current, staged, retired), key "
+                "destroyed, its CRL; from the registry alone (as mcred tsa root list)", **typed(TsaRoots))
+    def tsa_roots() -> dict[str, Any]:
+        from issuer.tsa_listing import list_roots
+        from mcred.timestamps import tsa_registry
+
+        return {"roots": [r.to_json() for r in list_roots(tsa_registry(ctx))]}
 
     @router.post("/trust/tsa-revocations", summary="Revoke a TSA unit: its root's CRL lists it, a new unit stamps "
                  "from now on (as mcred tsa revoke)", **typed(TsaRevocation, merge(refusals(

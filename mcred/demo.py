@@ -166,7 +166,8 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
     wait_clear_of_stamp(stamped_at)  # else the handover's revocation could not be told from one before the lease
     t0 = time.perf_counter()
     hid = wf.create(ctx.sessions, kind="model_change", holder_id=old.holder_id,
-                    old_phone_id=old.phone_id, new_phone_id=new, actor="demo", mdoc_refusal=mdoc_refusal(ctx))
+                    old_phone_id=old.phone_id, new_phone_id=new, actor="demo", mdoc_refusal=mdoc_refusal(ctx),
+                    jpki_key_type=key_type)
     h = actions.runner("demo").run(hid, stop_after="publish")
     steps = ", ".join(f"{k} {v['seconds']:.2f} s" for k, v in h.detail["timings"].items())
     say(f"4. Handover {old.phone_id} -> {new} (機種変更, reason cessationOfOperation): {steps}. "

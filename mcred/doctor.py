@@ -527,8 +527,9 @@ def _tsa(ctx, now=None) -> Finding:  # noqa: ANN001
 def _jpki_roots(ctx, now=None) -> Finding:  # noqa: ANN001
     """The JPKI roots of both slots, from the registry only (nothing made here): the issuing
     generation of each, how long it lasts, the staged next one, and a warning from
-    :data:`issuer.jpki.ca.ROOT_NOTICE_DAYS` before the certificates a root issues would outlive
-    it (its last :data:`issuer.jpki.ca.ROOT_RENEW_DAYS`), asking to stage, hand out the bundle
+    :data:`issuer.jpki.ca.ROOT_NOTICE_DAYS` before the certificates a root would issue may
+    outlive it (its last :data:`issuer.jpki.ca.ROOT_RENEW_DAYS`), which the issuer refuses
+    (``issuer.jpki.issuance.root_refusal``), asking to stage, hand out the bundle
     and roll over, or to start the staged one (specs/issuer-keys.md, "The JPKI root
     generations")."""
     import datetime as dt
@@ -557,8 +558,9 @@ def _jpki_roots(ctx, now=None) -> Finding:  # noqa: ANN001
         parts.append(part)
         due = end - dt.timedelta(days=ROOT_RENEW_DAYS)
         if due - now < dt.timedelta(days=ROOT_NOTICE_DAYS):
-            late.append(f"{current.label} {'issues' if due <= now else 'from ' + due.date().isoformat() + ' issues'} "
-                        "certificates that outlive it")
+            late.append(f"{current.label} {'refuses' if due <= now else 'from ' + due.date().isoformat() + ' refuses'} "
+                        "the certificates that would outlive it (a next card's first: provisionings and renewals "
+                        "stop)")
             slot = purpose.value
             fixes.append(f"start {staged.label} once relying parties hold the bundle: mcred jpki rollover --slot {slot}"
                          if staged is not None else

@@ -712,7 +712,7 @@ def _run_workflow(env: Env, rep: SubjectReport, kind: str, holder_id: str, *,
                                          mdoc_batch=env.mdoc_batch)
     hid = handover_id or wf.create(env.ctx.sessions, kind=kind, holder_id=holder_id,
                                    old_phone_id=old, new_phone_id=new, actor="drill",
-                                   mdoc_refusal=mdoc_refusal(env.ctx))
+                                   mdoc_refusal=mdoc_refusal(env.ctx), jpki_key_type=actions.key_type)
     _record_steps(rep, kind, actions.runner("drill").run(hid, stop_after=stop_after))
     return hid
 

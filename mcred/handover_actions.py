@@ -31,8 +31,10 @@ from issuer.db import Credential, Holder, Phone, StatusList, utcnow
 from mcred.context import Context
 from mcred.provision import (
     ProvisionResult,
+    check_jpki_issuance,
     issuer_port,
     jpki_issuer,
+    jpki_slots_for,
     mdoc_service,
     provision,
     resume,
@@ -253,7 +255,10 @@ class HandoverActions:
         Past the card's last day the certificate is revoked and none is issued (``skipped``,
         naming the card's renewal): the issuer issues nothing from an ended card, and a found
         then stopped here, its holds lifted, for good (resumed, it failed again); the card's
-        renewal re-issues everything on the phone (specs/handover.md, policy 2)."""
+        renewal re-issues everything on the phone (specs/handover.md, policy 2). A certificate that
+        would outlive the signing root is refused before the SE makes a key
+        (:func:`mcred.provision.check_jpki_issuance`): the step stops, its revocation done,
+        and is resumed once the root is rolled over."""
         phone = c.old_phone_id or c.new_phone_id
         assert phone
         before = set(c.results.get("prepare", {}).get("credentials", []))
@@ -265,6 +270,10 @@ class HandoverActions:
         ended = self._card_ended(c.holder_id)
         if ended is not None:
             return {"revoked": revoked, "generated": False, "skipped": ended, "at": _stamp()}
+        # before the SE makes a key: a certificate that would outlive the signing root is refused
+        # by the issuer, and GENERATE KEY would have erased the slot's certificate for nothing;
+        # the step stops (resumed once the root is rolled over)
+        check_jpki_issuance(self.ctx, c.holder_id, ("sign",), self._sign_key_type(before))
         old_key = c.results.get("prepare", {}).get("sign_key_sha256")
         job_ref = f"handover:{c.handover_id}:sign"
         with _se_steps(self.ctx, phone, job_ref, self.tsm_hook) as run:
@@ -302,6 +311,19 @@ class HandoverActions:
                                job_id=started[-1].id if started else None)
         return {"job": result.job_id, "mdocs": len(result.issued), "at": _stamp()}
 
+    def _sign_key_type(self, ids: set[str]) -> str:
+        """The key type of the signing certificate among ``ids`` (what the SE makes the new key
+        as: the type of the keys it holds), ``p384`` when none says."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        with self.ctx.sessions() as s:
+            body = s.scalar(select(Credential.body).where(Credential.id.in_(sorted(ids)),
+                                                          Credential.kind == "jpki-sign").limit(1))
+        if body is None:
+            return "p384"
+        return "rsa2048" if isinstance(x509.load_der_x509_certificate(body).public_key(), rsa.RSAPublicKey) else "p384"
+
     def _any_of_kind(self, ids: set[str], kind: str) -> bool:
         """Whether any of the credentials ``ids`` is of ``kind``."""
         if not ids:
@@ -319,11 +341,17 @@ class HandoverActions:
     def reissue_all(self, c: wf.StepContext) -> dict:
         """Card renewed or basic four data changed: delete the phone's credentials (TSM),
         provision them again, and revoke every credential the phone held before as
-        superseded (the JPKI issuer already supersedes same-slot certificates)."""
+        superseded (the JPKI issuer already supersedes same-slot certificates). Refused before
+        the phone is wiped when a JPKI root would refuse the provisioning
+        (:func:`mcred.provision.check_jpki_issuance`)."""
         phone = c.old_phone_id or c.new_phone_id
         assert phone
         prov_actor = provision_actor(c.handover_id)
         if not [j for j in self._jobs(phone, prov_actor) if j.kind == "provision"]:
+            # before the phone is wiped: a provisioning its JPKI root refuses (a certificate that
+            # would outlive it) stops here, the phone's credentials untouched, to be resumed
+            # once the root is rolled over
+            check_jpki_issuance(self.ctx, c.holder_id, jpki_slots_for(self.ctx, c.holder_id), self.key_type)
             self._run_job(phone, "delete-credentials", f"handover:{c.handover_id}:delete")
         r = self._provision(phone, c.holder_id, prov_actor)
         before = set(c.results.get("prepare", {}).get("credentials", []))
@@ -593,13 +621,15 @@ def _run(actions: HandoverActions, actor: str, handover_id: str) -> dict[str, An
 
 
 def record_card_renewal(ctx: Context, holder_id: str, *, reason: str, card_number: str | None = None,
-                        actor: str = "operator") -> dict[str, Any]:
+                        actor: str = "operator", key_type: str = "p384") -> dict[str, Any]:
     """Record the holder's new card (:func:`issuer.holders.renew_card`) and, when a phone of
     theirs carries live credentials, the ``renewal`` workflow that re-issues them (created,
     not run). ``{"card", "phone", "handover", "mdoc_batch", "state"}``: state ``registry
     only`` (no active phone) or ``running``; ``mdoc_batch`` the number of mdoc slots the
     phone holds valid now (what the workflow issues again). Refused before anything changes
-    while a phone of theirs is on hold."""
+    while a phone of theirs is on hold, and when its workflow would be refused (the IACA in its
+    last months, a JPKI root ending before the certificates of ``key_type`` keys it would
+    issue: :func:`issuer.handover.create_in`)."""
     from issuer import holders
     from mcred.provision import valid_mdoc_slots
 
@@ -611,7 +641,7 @@ def record_card_renewal(ctx: Context, holder_id: str, *, reason: str, card_numbe
         if phone is not None:
             made.update(phone=phone, mdoc_batch=len(valid_mdoc_slots(s, phone)) or 1,
                         handover=wf.create_in(s, kind="renewal", holder_id=holder_id, new_phone_id=phone,
-                                              actor=actor, mdoc_refusal=mdoc_refusal(ctx)))
+                                              actor=actor, mdoc_refusal=mdoc_refusal(ctx), jpki_key_type=key_type))
 
     card = holders.renew_card(ctx.sessions, holder_id, actor=actor, reason=reason, card_number=card_number,
                               then=workflow)
@@ -642,7 +672,8 @@ def renew_card(ctx: Context, holder_id: str, *, reason: str, key_type: str = "p3
         out: dict[str, Any] = {"card": None, "phone": phone, "handover": resume}
         actions = actions or HandoverActions(ctx, key_type=key_type, hold_secrets=hold_secrets)
     else:
-        out = record_card_renewal(ctx, holder_id, reason=reason, card_number=card_number, actor=actor)
+        out = record_card_renewal(ctx, holder_id, reason=reason, card_number=card_number, actor=actor,
+                                  key_type=key_type)
         if out["handover"] is None:
             return {**out, "steps": {}, "secrets": {}, "sign_withheld": None}
         actions = actions or HandoverActions(ctx, key_type=key_type, mdoc_batch=out["mdoc_batch"],

@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 
-from issuer.jpki import JpkiIssuer, profile_for
+from issuer.jpki import JpkiCa, JpkiIssuer, profile_for
 from mcred.context import Context
 from protocols.jpki.cms import build_detached_signature, ecdsa_raw_to_der
 from protocols.jpki.errors import JpkiError
@@ -50,6 +50,12 @@ def jpki_issuer(ctx: Context) -> JpkiIssuer:
             issuer.setup()
         _ISSUERS[key] = issuer
     return _ISSUERS[key]
+
+
+def jpki_registry(ctx: Context) -> JpkiCa:
+    """The installation's JPKI CA over its registry alone, for what reads it (the root
+    listing, ``issuer.jpki.listing``): no key store (it is never opened), nothing set up."""
+    return JpkiCa(ctx.sessions, None, profile_for(ctx.public_url), **ctx.clock_option())
 
 
 class SeError(Exception):

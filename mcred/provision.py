@@ -39,7 +39,7 @@ from issuer.holders import HolderError as RegistryHolderError
 from issuer.holders import attach_phone
 from issuer.holders import register as register_holder
 from issuer.jpki import JpkiIssuer
-from issuer.jpki.errors import IssuerJpkiError
+from issuer.jpki.errors import IssuerJpkiError, RootEndsTooSoon
 from issuer.mdoc.errors import IssuerMdocError
 from issuer.mdoc.service import MdocService
 from issuer.revocation import RENEWAL_ABANDONED
@@ -66,8 +66,20 @@ class ProvisionError(Exception):
 class ProvisionRefused(ProvisionError):
     """Refused before anything was done (nothing registered, no job): the phone is another
     holder's, the holder is unknown or already provisioned, or no mdoc can be issued now
-    (the IACA in its last months or ended, the card ended: :func:`check_mdoc_issuance`). The CLI exits 2 for it
+    (the IACA in its last months or ended, the card ended: :func:`check_mdoc_issuance`), or
+    no JPKI certificate (its root ends before it would: :func:`check_jpki_issuance`). The CLI exits 2 for it
     (specs/cli.md "Exit status"), 1 for any other :class:`ProvisionError`."""
+
+
+class JpkiRootEndingError(ProvisionRefused):
+    """No JPKI certificate can be issued now: the slot's issuing root generation ends before
+    the certificate would (``refusal``, the issuer's :class:`issuer.jpki.RootEndsTooSoon`,
+    names the root, both ends and the rollover that lifts it). Found before the SE is
+    touched (:func:`check_jpki_issuance`)."""
+
+    def __init__(self, message: str, refusal: RootEndsTooSoon) -> None:
+        super().__init__(message)
+        self.refusal = refusal
 
 
 class ProvisioningUnfinishedError(ProvisionError):
@@ -377,7 +389,7 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
     port = issuer_port(ctx)
     tsm = tsm_for(ctx, port, actor)  # the issuer's keys and the TSM master key open, or refuse now
     known = _check_phone_free(ctx, phone_id, holder)  # before anything is registered
-    check_mdoc_issuance(ctx, known)
+    check_issuance(ctx, known, (known or holder, slots, key_type))  # mdocs and certificates, one read
     try:
         holder_id = register(ctx, holder, phone_id, actor=actor)
     except RegistryHolderError:  # the phone taken by another holder since the check above
@@ -515,23 +527,76 @@ def check_mdoc_issuance(ctx: Context, holder_id: str | None) -> None:
     Found by the issuer half-way instead, a refresh had erased the phone's valid mdocs (its
     rotation deletes them before writing the new ones) and a provisioning had issued the
     certificates, then stopped."""
+    check_issuance(ctx, holder_id)
+
+
+def check_issuance(ctx: Context, holder_id: str | None,
+                    jpki: tuple[cardsub.Holder | str, tuple[str, ...] | list[str], str] | None = None) -> None:
+    """:func:`check_mdoc_issuance`, and with ``jpki`` (holder, slots, key type) then
+    :func:`check_jpki_issuance`, in one read transaction (a provisioning's round trips:
+    tests/test_db_roundtrips.py)."""
     from issuer.db import Holder, utcnow
     from issuer.holders import card_refusal
     from issuer.mdoc.txn import run_transaction
 
     svc = mdoc_service(ctx)
 
-    def work(s) -> str | None:  # noqa: ANN001 - one transaction, committed: a read ending in
-        why = svc.pki.issuance_refusal(s, svc.clock())  # ROLLBACK costs PostgreSQL's prepared statements
+    def work(s) -> tuple[str | None, RootEndsTooSoon | None]:  # noqa: ANN001 - one transaction, committed: a
+        why = svc.pki.issuance_refusal(s, svc.clock())  # read ending in ROLLBACK costs PostgreSQL's prepared statements
         if why is None and holder_id is not None:
             row = s.get(Holder, holder_id)
             if row is not None:
                 why = card_refusal(row.id, row.card_expiry, utcnow())
-        return why
+        return why, (_jpki_refusal(ctx, s, *jpki) if why is None and jpki is not None else None)
 
-    why = run_transaction(svc.sessions, work)
+    why, refused = run_transaction(svc.sessions, work)
     if why is not None:
         raise ProvisionRefused(f"no mdoc can be issued now, nothing was done: {why}")
+    if refused is not None:
+        raise JpkiRootEndingError(f"no JPKI {refused.slot} certificate can be issued now, nothing was done: "
+                                  f"{refused}", refused)
+
+
+def check_jpki_issuance(ctx: Context, holder: cardsub.Holder | str, slots: tuple[str, ...] | list[str],
+                        key_type: str, now: dt.datetime | None = None) -> None:
+    """Refuse (:class:`JpkiRootEndingError`: nothing was done, exit 2, ``409``) a provisioning,
+    a certificate renewal, a first signing certificate or a workflow's re-issue, before the SE
+    makes a key, when a certificate of ``slots`` for a ``key_type`` key issued to ``holder`` (a
+    parsed holder, or a registered holder's id) would outlive its slot's issuing root
+    generation: the issuer refuses it then (:meth:`issuer.jpki.JpkiIssuer.issuance_refusal`,
+    the same rule on the installation's JPKI clock), after the TSM's GENERATE KEY had replaced
+    the slot's key and erased its certificate. The registry alone is read (the roots' rows, the
+    holder's birth date and card), in one transaction."""
+    with ctx.sessions.begin() as s:  # committed: a read ending in ROLLBACK costs PostgreSQL's prepared statements
+        refused = _jpki_refusal(ctx, s, holder, slots, key_type, now)
+    if refused is not None:
+        raise JpkiRootEndingError(f"no JPKI {refused.slot} certificate can be issued now, nothing was done: "
+                                  f"{refused}", refused)
+
+
+def _jpki_refusal(ctx: Context, s: Session, holder: cardsub.Holder | str, slots: tuple[str, ...] | list[str],
+                  key_type: str, now: dt.datetime | None = None) -> RootEndsTooSoon | None:
+    """What :func:`check_jpki_issuance` refuses, read in ``s``, or None."""
+    from issuer.db import Holder
+    from issuer.holders import simulated_card_expiry
+    from protocols.birthdays import today_in_japan
+    from protocols.jpki.profile import KeyType
+
+    jpki = jpki_issuer(ctx)
+    now = now or jpki.clock()
+    if isinstance(holder, str):
+        row = s.get(Holder, holder) if len(holder) <= 32 else None
+        try:
+            birth = dt.date.fromisoformat(row.data["birth_date"]) if row is not None else None
+        except (KeyError, TypeError, ValueError):
+            return None  # erased: the issuance refuses it, saying so
+        card = row.card_expiry if row is not None else None
+    else:
+        birth = holder.birth_date
+        card = holder.card_expiry_date or simulated_card_expiry(birth, today_in_japan(now))
+    if birth is None:
+        return None
+    return jpki.issuance_refusal(tuple(slots), KeyType(key_type), birth, card, now, session=s)
 
 
 def _check_phone_free(ctx: Context, phone_id: str, holder: cardsub.Holder | str) -> str | None:
@@ -1209,7 +1274,9 @@ def check_issue_sign(ctx: Context, phone_id: str) -> tuple[str, str]:
     if "jpki-auth" not in live:
         raise ProvisionError(f"phone {phone_id!r} holds no live user-authentication certificate: provision it")
     key = x509.load_der_x509_certificate(live["jpki-auth"]).public_key()
-    return holder_id, "p384" if isinstance(key, ec.EllipticCurvePublicKey) else "rsa2048"
+    algorithm = "p384" if isinstance(key, ec.EllipticCurvePublicKey) else "rsa2048"
+    check_jpki_issuance(ctx, holder_id, ("sign",), algorithm)
+    return holder_id, algorithm
 
 
 def _stopped_jobs(ctx: Context, phone_id: str, kind: str, job_id: str | None) -> list:
@@ -1454,7 +1521,9 @@ def check_renew_jpki(ctx: Context, phone_id: str, slot: str = "both", *, early: 
     if len(types) != 1:
         raise ProvisionError(f"phone {phone_id!r}'s certificates have keys of two types ({', '.join(sorted(types))}): "
                              "renew them one at a time (--slot)")
-    return RenewalPlan(phone_id, holder_id, tuple(x for x in ("sign", "auth") if x in slots), types.pop(),
+    algorithm = types.pop()
+    check_jpki_issuance(ctx, holder_id, slots, algorithm)  # before GENERATE KEY replaces a slot's key
+    return RenewalPlan(phone_id, holder_id, tuple(x for x in ("sign", "auth") if x in slots), algorithm,
                        {x: old[x] for x in slots}, not_after, renewable_from(not_after), early and why is not None,
                        withheld, repairs)
 

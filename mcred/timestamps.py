@@ -35,6 +35,17 @@ _TSAS: dict[tuple, TimeStampAuthority] = {}
 _LOCK = threading.Lock()
 
 
+def tsa_crl_url(ctx: Context) -> str:
+    """The CRL distribution point the units of the TSA's first root generation name."""
+    return f"{ctx.public_url}/tsa/root.crl"
+
+
+def tsa_registry(ctx: Context) -> TimeStampAuthority:
+    """The installation's TSA over its registry alone, for what reads it (the root listing,
+    ``issuer.tsa_listing``): no key store (it is never opened), nothing made on first use."""
+    return TimeStampAuthority(ctx.sessions, None, crl_url=tsa_crl_url(ctx), **ctx.clock_option())
+
+
 def time_stamp_authority(ctx: Context) -> TimeStampAuthority:
     """The installation's TSA (one per data directory and database): its root and unit made
     on first use, by one process at a time."""
@@ -42,7 +53,7 @@ def time_stamp_authority(ctx: Context) -> TimeStampAuthority:
     if key not in _TSAS:
         with _LOCK:
             if key not in _TSAS:
-                authority = TimeStampAuthority(ctx.sessions, ctx.keystore, crl_url=f"{ctx.public_url}/tsa/root.crl",
+                authority = TimeStampAuthority(ctx.sessions, ctx.keystore, crl_url=tsa_crl_url(ctx),
                                                **ctx.clock_option())
                 with setup_lock(ctx.engine, ctx.home):  # two workers must not both make the root
                     authority.unit()

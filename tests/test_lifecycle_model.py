@@ -396,6 +396,10 @@ class Lifecycle(RuleBasedStateMachine):
         self.auth = {"authorization": f"Bearer {token}"}
         jp = jpki_issuer(self.ctx)
         self.roots = {slot: jp.roots(slot) for slot in ("sign", "auth")}
+        #: each slot's issuing JPKI root's end (the model rolls no JPKI root over): no
+        #: certificate is issued that would outlive it (specs/issuer-keys.md, "The JPKI root
+        #: generations"), which the clock's eleven years can reach for a next card's ten
+        self.jpki_root_end = {slot: jp.root(slot).not_valid_after_utc for slot in ("sign", "auth")}
         #: every IACA generation made, by its number: the first made with the installation,
         #: then one per staging or rollover that made one (a staged IACA never started keeps
         #: its number); the current one's and the staged one's (None: none), and when that was
@@ -673,6 +677,28 @@ class Lifecycle(RuleBasedStateMachine):
             event(f"mdoc issuance refused: {'the card ended' if card else f'the IACA {iaca}'}")
             return True
         return None if iaca is None or card is None else False
+
+    def _no_jpki(self, h: int, key_type: str, slots: tuple[str, ...] = ("sign", "auth"),
+                 card: dt.date | None = None) -> bool | None:
+        """Whether a JPKI certificate of ``slots`` for a ``key_type`` key, issued now to holder
+        ``h`` (whose card runs through ``card``, default the one the model knows), would outlive
+        its slot's issuing root: refused before anything is done, the SE untouched
+        (mcred.provision.check_jpki_issuance, issuer.handover.create_in); None within two
+        minutes of a midnight in Japan (the day of issue moves the certificate's end)."""
+        from protocols.jpki.validity import CURRENT_CARD_RULE, NEXT_CARD_RULE, end_entity_validity
+
+        now = _now()
+        if abs(now - _jst_midnight_after(now)) < EDGE or abs(now - _jst_midnight_before(now)) < EDGE:
+            return None
+        card = card or self.card_until.get(h) or _card_expiry(h)
+        if card < _jst_day(now):
+            return False  # the card's end refuses it (another rule)
+        rule = CURRENT_CARD_RULE if key_type == "rsa2048" else NEXT_CARD_RULE
+        end = end_entity_validity(rule, now, dt.date.fromisoformat(HOLDERS[h]["birth_date"]), card).not_after
+        refused = any(end > self.jpki_root_end[slot] for slot in slots)
+        if refused:
+            event(f"a {key_type} certificate refused: it would outlive its JPKI root")
+        return refused
 
     def _older_readers_refuse(self, c: Cred) -> None:
         """A reader that holds only the IACAs before the mdoc's (one not handed the bundle
@@ -1052,10 +1078,11 @@ class Lifecycle(RuleBasedStateMachine):
         h = data.draw(st.sampled_from([i for i in range(len(HOLDERS)) if i not in self.holder_ids]))
         pid = self._new_phone(data)
         made = []
-        iaca = self._iaca_state()  # a new card: only the IACA holds issuance back
+        iaca = self._iaca_state()  # a new card: the IACA and the JPKI roots hold issuance back
+        refuse = _both(None if iaca is None else iaca != "open", self._no_jpki(h, key_type, card=_card_expiry(h)))
         if not self._attempt(f"provision holder {h} on {pid}", lambda: made.append(provision(
                 self.ctx, pid, parse_holder(HOLDERS[h]), key_type=key_type, mdoc_batch=1, **SECRETS)),
-                refuse=None if iaca is None else iaca != "open"):
+                refuse=refuse):
             return
         self.holder_ids[h] = made[0].holder_id
         self.card_until[h] = _card_expiry(h)
@@ -1076,7 +1103,8 @@ class Lifecycle(RuleBasedStateMachine):
             check_holder_for_new_phone(self.ctx, hid, pid)
             provision(self.ctx, pid, hid, key_type=key_type, mdoc_batch=1, alone=True, **SECRETS)
 
-        if self._attempt(f"provision holder {h} on {pid}", go, refuse=_both(bool(self._of_holder(h)), self._no_mdoc(h))):
+        if self._attempt(f"provision holder {h} on {pid}", go, refuse=_both(
+                bool(self._of_holder(h)), self._no_mdoc(h), self._no_jpki(h, key_type))):
             self.phones[pid] = PhoneModel(h, key_type)
             self._learn(pid, {"sign", "auth", "mdoc"})
 
@@ -1096,7 +1124,8 @@ class Lifecycle(RuleBasedStateMachine):
         def go():
             hid = wf.create(self.ctx.sessions, kind=kind, holder_id=self.holder_ids[h],
                             old_phone_id=None if kind == "renewal" else old,
-                            new_phone_id=old if kind == "renewal" else new, actor="model")
+                            new_phone_id=old if kind == "renewal" else new, actor="model",
+                            jpki_key_type=p.key_type)
             actions.runner("model").run(hid)
 
         live = self._on(old)
@@ -1110,7 +1139,7 @@ class Lifecycle(RuleBasedStateMachine):
         else:
             refuse = False
         if kind in ("model_change", "renewal"):  # a phone provisioned anew: mdocs from the card
-            refuse = _both(refuse, self._no_mdoc(h))
+            refuse = _both(refuse, self._no_mdoc(h), self._no_jpki(h, p.key_type))
         # past the card's end a found issues no signing certificate (specs/handover.md, policy
         # 2): the holds lifted, the signing certificate revoked, the phone active
         ended = kind == "found" and refuse is False and bool([c for c in live if c.kind == "sign"]) \
@@ -1118,6 +1147,8 @@ class Lifecycle(RuleBasedStateMachine):
         if ended is None:
             event("a found at the card's end: either")  # the SE's signing key new or not
             return
+        if kind == "found" and refuse is False and not ended and [c for c in live if c.kind == "sign"]:
+            refuse = self._no_jpki(h, p.key_type, ("sign",))  # its signing certificate re-issued
         if not self._attempt(f"{kind} of {old} ({p.state})", go, refuse):
             return
         if kind == "model_change":
@@ -1200,6 +1231,8 @@ class Lifecycle(RuleBasedStateMachine):
         # phone with new mdocs, which no IACA in its last months signs
         iaca = self._iaca_state()
         closed = False if phone is None else None if iaca is None else iaca != "open"
+        if phone is not None:  # ... nor a JPKI root a certificate from the new card would outlive
+            closed = _both(closed, self._no_jpki(h, key_type, card=_card_expiry(h)))
         if not self._attempt(f"renew holder {h}'s card", lambda: renew_card(
                 self.ctx, self.holder_ids[h], reason="model", key_type=key_type, actor="model", actions=actions),
                 refuse=_both(held, closed)):
@@ -1229,6 +1262,8 @@ class Lifecycle(RuleBasedStateMachine):
             return
         if phone is not None and not held and ended:
             closed = False  # no mdoc issued: the IACA holds nothing back
+        elif phone is not None and not held and self._on(phone, ("sign",)):  # its signing certificate re-issued
+            closed = _both(closed, self._no_jpki(h, self.phones[phone].key_type, ("sign",)))
         if not self._attempt(f"move holder {h}", lambda: change_basic_four(
                 self.ctx, self.holder_ids[h], changes, reason="model", actor="model"), refuse=_both(held, closed)):
             return
@@ -1265,6 +1300,9 @@ class Lifecycle(RuleBasedStateMachine):
                 ok = None  # at midnight in Japan: either day
             else:
                 ok = today >= _months_before(first, 3)
+        if ok:  # ... nor what would outlive its JPKI root
+            refused = self._no_jpki(p.holder, p.key_type, tuple(k for k, c in mine.items() if c.status == "valid"))
+            ok = None if refused is None else not refused
         if not self._attempt(f"renew {phone}'s certificates{' early' * early}", lambda: renew_jpki(
                 self.ctx, phone, early=early, reason="model" if early else None, actor="model"),
                 refuse=None if ok is None else not ok):
@@ -2459,3 +2497,24 @@ def test_lifecycle_iaca_revocation_scenario(quiet_disk, monkeypatch):
                  "key destruction refused: the signer signs now", "destroyed the key of a revoked iaca",
                  "a key destroyed again: already", "destroyed the key of a revoked signer"):
         assert what in seen, (what, sorted(seen))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_lifecycle_jpki_root_scenario(quiet_disk, monkeypatch):
+    """A JPKI certificate never outlives its root (specs/issuer-keys.md, "The JPKI root
+    generations"), where the random runs seldom reach: ten years and a half on (the IACA rolled
+    over, so that only the JPKI roots hold issuance back), with nine and a half left to the JPKI
+    roots, a next card's enrolment (its certificates to the 10th birthday) is refused before
+    anything is done, today's card's (to the 5th) goes through; each step checked by the
+    invariants (nothing was registered, the phone's SE untouched)."""
+    with _scripted(monkeypatch) as (m, step, seen):
+        m.outsiders_see_the_model()
+        _travel(m, m.jpki_root_end["sign"] - dt.timedelta(days=int(9.5 * 365)))
+        m.outsiders_see_the_model()
+        step("iaca_rollover")
+        step("enrol", _Picks(1, 0), "p384")  # refused: the model expects it
+        assert 1 not in m.holder_ids
+        step("enrol", _Picks(1, 1), "rsa2048")
+        assert 1 in m.holder_ids
+    assert "a p384 certificate refused: it would outlive its JPKI root" in seen, sorted(seen)

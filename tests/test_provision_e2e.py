@@ -818,13 +818,13 @@ def test_a_phone_taken_by_another_holder_after_the_check_is_refused_the_same_way
     from mcred.provision import register
 
     pid = wallet_sim.create_phone(ctx.home)
-    checked = prov.check_mdoc_issuance
+    checked = prov.check_issuance  # the mdocs' and the certificates' check, before registration
 
-    def meanwhile(c, holder_id):  # noqa: ANN001, ANN202
-        checked(c, holder_id)
+    def meanwhile(c, holder_id, *more):  # noqa: ANN001, ANN002, ANN202
+        checked(c, holder_id, *more)
         register(ctx, parse_holder(dict(HOLDER, given_name="次郎", given_name_kana="じろう")), pid)
 
-    monkeypatch.setattr(prov, "check_mdoc_issuance", meanwhile)
+    monkeypatch.setattr(prov, "check_issuance", meanwhile)
     f = tmp_path / "h.json"
     f.write_text(json.dumps(HOLDER, ensure_ascii=False), encoding="utf-8")
     r = CliRunner().invoke(app, ["provision", "--phone", pid, "--holder", str(f), "--json"])

@@ -518,7 +518,7 @@ def test_doctor_names_a_staged_jpki_root_and_asks_for_one_before_a_rollover(home
     assert _jpki_roots(ctx).ok and "sign jpki-sign-root-g1 valid until" in _jpki_roots(ctx).detail
     assert _jpki_roots(ctx, now - dt.timedelta(days=ROOT_NOTICE_DAYS + 1)).ok
     late = _jpki_roots(ctx, now - dt.timedelta(days=ROOT_NOTICE_DAYS - 1))
-    assert not late.ok and f"from {now.date().isoformat()} issues certificates that outlive it" in late.detail
+    assert not late.ok and f"from {now.date().isoformat()} refuses the certificates that would outlive it" in late.detail
     assert "mcred jpki stage --slot sign, give relying parties the bundle" in late.fix
     assert "mcred jpki stage --slot auth" in late.fix
     jpki.stage("sign", KeyType.EC_P384)

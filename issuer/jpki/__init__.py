@@ -27,6 +27,7 @@ from .errors import (
     IssuerJpkiError,
     ProofOfPossessionError,
     RevocationError,
+    RootEndsTooSoon,
     SigningCertificateRefused,
     UnknownCredential,
 )
@@ -34,7 +35,8 @@ from .ocsp import OcspService
 
 __all__ = [
     "CaNotSetUp", "Generation", "IssuanceError", "IssuerJpkiError", "JpkiCa", "JpkiIssuer",
-    "ProofOfPossessionError", "RevocationError", "RootRollover", "RootStage", "SigningCertificateRefused",
+    "ProofOfPossessionError", "RevocationError", "RootEndsTooSoon", "RootRollover", "RootStage",
+    "SigningCertificateRefused",
     "UnknownCredential", "profile_for",
 ]
 
@@ -100,6 +102,22 @@ class JpkiIssuer:
     def issue_jpki_certificate(self, job_ref: str, phone_id: str, slot: str, spki_der: bytes,
                                proof: bytes) -> tuple[bytes, bytes]:
         return issuance.issue(self.ca, job_ref, phone_id, slot, spki_der, proof)
+
+    def issuance_refusal(self, slots: tuple[str, ...] | list[str], key_type: KeyType, birth: dt.date,
+                         card_expiry: dt.date | None, now: dt.datetime | None = None,
+                         session: Session | None = None) -> RootEndsTooSoon | None:
+        """Why a certificate of ``slots`` for a ``key_type`` key, issued now to a holder born on
+        ``birth`` whose card runs through ``card_expiry``, would be refused for outliving its
+        slot's issuing root generation (:func:`issuance.root_refusal`), or None: what
+        :func:`issuance.issue` decides, found before anything is done (before the SE makes a
+        key), from the registry alone (the key store is not opened; one statement, in
+        ``session`` when given). None too when a slot has no root yet (the set-up makes one of
+        full term) or the rule itself refuses (a card ended: the issuance says so)."""
+        now = now or self.clock()
+        if session is not None:
+            return issuance.issuance_refusal(session, slots, key_type, birth, card_expiry, now)
+        with self.sessions.begin() as s:  # committed: see JpkiCa.generations
+            return issuance.issuance_refusal(s, slots, key_type, birth, card_expiry, now)
 
     # Lookups --------------------------------------------------------------------------------
     def certificate(self, phone_id: str, slot: str, *, live_only: bool = False) -> bytes:

@@ -63,8 +63,9 @@ RESPONDER_DAYS = 365
 RESPONDER_RENEW_DAYS = 30
 #: A certificate issued now may run to the 10th birthday after its issue (the next card's rule,
 #: ``protocols.jpki.validity.NEXT_CARD_RULE``), up to 11 years, and is not cut at its root's end:
-#: a root generation with fewer days than this left issues certificates that outlive it (a
-#: relying party refuses a chain past its root's end), so it is time to roll it over.
+#: a root generation with fewer days than this left may be asked for certificates that would
+#: outlive it (a relying party refuses a chain past its root's end), which the issuer refuses
+#: (``issuer.jpki.issuance.root_refusal``), so it is time to roll it over.
 #: ``mcred doctor`` warns :data:`ROOT_NOTICE_DAYS` before; a staged generation this close to its
 #: own end is no more staged (starting it would be as late).
 ROOT_RENEW_DAYS = 11 * 366

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from issuer.key_destruction import KeyDestroyed
 
 
@@ -62,3 +64,20 @@ class StagedRootMismatch(IssuerJpkiError):
     """A rollover asked for a key type other than the staged generation's: the rollover starts
     the staged generation, the very certificate relying parties hold, with the key it was
     staged with."""
+
+
+class RootEndsTooSoon(IssuanceError):
+    """The issuing root generation of the slot ends before the certificate would: a relying
+    party refuses a chain once its root has ended (RFC 5280 6.1.3: every certificate of the
+    path valid at the time of verification), so the certificate is not issued. Nothing is
+    cut short (the JPKI's validity is the holder's rule: the 5th birthday, the card's
+    expiry): the root is rolled over first (``mcred jpki stage``, then ``mcred jpki
+    rollover``). ``slot``, ``root`` (its label), ``root_not_after``, ``not_after`` (the
+    certificate's, as it would be issued) and ``staged`` (the label of the staged generation
+    a rollover would start, or None) say which."""
+
+    def __init__(self, message: str, *, slot: str, root: str, root_not_after: dt.datetime,
+                 not_after: dt.datetime, staged: str | None = None) -> None:
+        super().__init__(message)
+        self.slot, self.root, self.staged = slot, root, staged
+        self.root_not_after, self.not_after = root_not_after, not_after

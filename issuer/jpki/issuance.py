@@ -9,7 +9,11 @@ exists per (phone, slot): issuing a new one revokes the previous one as ``supers
 same transaction. Serials are 159 random bits, unique per issuing key (database constraint,
 retried on the astronomically unlikely collision). An issuance that loses a race to another
 writer (a PostgreSQL deadlock or serialisation failure, SQLite's busy database) runs again
-too; its locks follow the order of every status change (:mod:`issuer.revocation`).
+too; its locks follow the order of every status change (:mod:`issuer.revocation`). A
+certificate that would outlive its root generation is refused (:func:`root_refusal`,
+:class:`~.errors.RootEndsTooSoon`): its validity is the holder's rule, never cut at the
+root's end; the root is rolled over first (specs/issuer-keys.md, "The JPKI root
+generations").
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import datetime as dt
 import random
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 from cryptography import x509
@@ -26,8 +31,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
 
-from issuer.db import AuditEvent, Credential, Holder, Phone
+from issuer.db import AuditEvent, Credential, Holder, IssuerKey, Phone
 from issuer.mdoc.txn import is_retryable
 from issuer.revocation import supersede_on_other_phones
 from protocols.birthdays import today_in_japan
@@ -40,11 +46,16 @@ from protocols.jpki.certificates import (
 from protocols.jpki.eligibility import signing_eligible_from, signing_refusal
 from protocols.jpki.errors import JpkiError
 from protocols.jpki.profile import KeyType, Purpose
-from protocols.jpki.validity import CURRENT_CARD_RULE, NEXT_CARD_RULE, end_entity_validity
+from protocols.jpki.validity import CURRENT_CARD_RULE, NEXT_CARD_RULE, Validity, end_entity_validity
 
 from . import partitions
-from .ca import _DER, KIND, JpkiCa, purpose_of, random_serial
-from .errors import IssuanceError, ProofOfPossessionError, SigningCertificateRefused
+from .ca import _DER, KIND, Generation, JpkiCa, purpose_of, random_serial, root_purpose, staged_of
+from .errors import (
+    IssuanceError,
+    ProofOfPossessionError,
+    RootEndsTooSoon,
+    SigningCertificateRefused,
+)
 from .models import JpkiChallenge
 
 CHALLENGE_BYTES = 32
@@ -161,7 +172,8 @@ def _issue_once(ca: JpkiCa, job_ref: str, phone_id: str, purpose: Purpose,
             raise IssuanceError(f"phone {phone_id!r} has no holder")
         if purpose is Purpose.SIGN:
             _check_signing_age(holder, now)
-        cert = _build(ca, purpose, generation, holder, subject_key, now)
+        cert = _build(ca, purpose, generation, holder, subject_key, now,
+                      staged=lambda: staged_of(ca.generations(purpose, s), now))
         # The certificates this issuance revokes, locked before any CRL row, in one
         # statement and one order (issue time, then id), as a revocation locks a phone's
         # credentials before their CRLs (lock order: issuer.revocation): the slot's
@@ -227,15 +239,83 @@ def hashes_hex(data: bytes) -> str:
     return h.finalize().hex()
 
 
+def planned_validity(key_type: KeyType, birth: dt.date, card_expiry: dt.date | None,
+                     now: dt.datetime) -> Validity:
+    """The validity of a certificate of a ``key_type`` key issued at ``now`` to a holder born
+    on ``birth`` whose card runs through ``card_expiry``: today's card's rule for RSA-2048
+    (the 5th birthday after issue), the next card's for P-384 (the 10th), capped by the card
+    (specs/jpki-profile.md "Validity rule"). Raises what the rule raises (a card that ended, a
+    birth after the day of issue)."""
+    rule = CURRENT_CARD_RULE if key_type is KeyType.RSA_2048 else NEXT_CARD_RULE
+    return end_entity_validity(rule, now, birth, card_expiry)
+
+
+def root_refusal(generation: Generation, not_after: dt.datetime,
+                 staged: Generation | None = None) -> RootEndsTooSoon | None:
+    """:class:`RootEndsTooSoon` when a certificate running to ``not_after`` would outlive
+    ``generation`` (the slot's issuing root), naming the commands that lift it (``staged``: the
+    generation a rollover would start); None when the root lasts as long."""
+    end = generation.certificate.not_valid_after_utc
+    if not_after <= end:
+        return None
+    slot = generation.purpose.value
+    if staged is not None:
+        fix = (f"start the staged generation {staged.label} (in the trust bundle since "
+               f"{staged.created_at:%Y-%m-%d %H:%M} UTC) once relying parties hold the bundle: "
+               f"mcred jpki rollover --slot {slot} (POST /trust/jpki-rollover)")
+    else:
+        fix = (f"stage the next generation (mcred jpki stage --slot {slot}, POST /trust/jpki-stage), give relying "
+               f"parties the bundle (mcred export jpki-root --slot {slot}, /trust/jpki-{slot}-root.pem), then "
+               f"mcred jpki rollover --slot {slot} (POST /trust/jpki-rollover)")
+    return RootEndsTooSoon(
+        f"the {slot} root generation {generation.label} ends {end:%Y-%m-%d %H:%M} UTC, before the certificate "
+        f"would ({not_after:%Y-%m-%d %H:%M} UTC): a relying party refuses its chain once the root has ended, so "
+        f"it is not issued; {fix}", slot=slot, root=generation.label, root_not_after=end, not_after=not_after,
+        staged=staged.label if staged is not None else None)
+
+
+def issuance_refusal(session: Session, slots: tuple[str, ...] | list[str], key_type: KeyType, birth: dt.date,
+                     card_expiry: dt.date | None, now: dt.datetime) -> RootEndsTooSoon | None:
+    """Why a certificate of ``slots`` for a ``key_type`` key, issued at ``now`` to a holder born
+    on ``birth`` whose card runs through ``card_expiry``, would be refused for outliving its
+    slot's issuing root generation (:func:`root_refusal`), or None: what :func:`issue` decides,
+    found before anything is done (before the SE makes a key), from the registry alone (the
+    roots' rows, one statement in ``session``; no key store). None too when a slot has no root
+    yet (the set-up makes one of full term) or the rule itself refuses (a card ended, a birth
+    after the day: the issuance says so)."""
+    try:
+        not_after = planned_validity(key_type, birth, card_expiry, now).not_after
+    except (JpkiError, ValueError):
+        return None
+    purposes = [purpose_of(slot) for slot in slots]
+    rows = session.scalars(select(IssuerKey).where(IssuerKey.purpose.in_([root_purpose(p) for p in purposes]))
+                           .order_by(IssuerKey.created_at, IssuerKey.label)).all()
+    for purpose in purposes:
+        generations = [Generation(r.label, purpose, r.algorithm, x509.load_der_x509_certificate(r.certificate),
+                                  r.active, r.created_at, r.key_destroyed_at)
+                       for r in rows if r.purpose == root_purpose(purpose) and r.certificate]
+        active = [g for g in generations if g.active]
+        if active:
+            refused = root_refusal(active[-1], not_after, staged_of(generations, now))
+            if refused is not None:
+                return refused
+    return None
+
+
 def _build(ca: JpkiCa, purpose: Purpose, generation, holder: Holder, subject_key,
-           now: dt.datetime) -> x509.Certificate:
+           now: dt.datetime, staged: Callable[[], Generation | None] = lambda: None) -> x509.Certificate:
+    """The certificate of ``subject_key`` for ``holder``, signed by ``generation``; refused
+    (:class:`RootEndsTooSoon`) before anything is signed when it would outlive that root
+    (``staged``: the staged generation, read only then, for the refusal to name)."""
     data = holder.data
     try:
         key_type = KeyType.of(subject_key)
         profile = replace(ca.profile, key_type=key_type)
         birth = dt.date.fromisoformat(data["birth_date"])
-        rule = CURRENT_CARD_RULE if key_type is KeyType.RSA_2048 else NEXT_CARD_RULE
-        validity = end_entity_validity(rule, now, birth, holder.card_expiry)
+        validity = planned_validity(key_type, birth, holder.card_expiry, now)
+        refused = root_refusal(generation, validity.not_after)
+        if refused is not None:
+            raise root_refusal(generation, validity.not_after, staged())
         muni = partitions.municipality_of(data)
         subject_id = f"{now:%Y%m%d}{secrets.token_hex(8).upper()}"
         common = dict(profile=profile, issuer=generation.certificate,

@@ -1,4 +1,4 @@
-"""``mcred jpki sign|verify|setup|stage|rollover|pin``, ``mcred revoke``, ``mcred release``,
+"""``mcred jpki sign|verify|setup|stage|rollover|root list|pin``, ``mcred revoke``, ``mcred release``,
 ``mcred serve`` and the JPKI exports (``jpki-root``, ``jpki-cert``, ``crl``)."""
 
 from __future__ import annotations
@@ -166,6 +166,52 @@ def stage(slot: str = SLOT,
                f"{gen.certificate.not_valid_after_utc.date().isoformat()}; {done.current} goes on issuing")
     typer.echo(f"give relying parties the trust bundle now (mcred export jpki-root --slot {slot} --out FILE.pem, or "
                f"/trust/jpki-{slot}-root.pem), then start it: mcred jpki rollover --slot {slot}")
+
+
+root_app = typer.Typer(help="The JPKI root generations of both slots, with their OCSP responders: list.",
+                       no_args_is_help=True)
+jpki_app.add_typer(root_app, name="root")
+
+
+@root_app.command("list")
+def root_list(slot: str = typer.Option("all", "--slot", help="sign, auth or all (both slots)."),
+              as_json: bool = typer.Option(False, "--json", help="Print {\"roots\": [...]}, as GET /trust/jpki-roots "
+                                           "answers.")) -> None:
+    """Every root generation of each slot, oldest first (as the trust bundle lists them):
+    serial, subject, validity, state (issuing; staged: in the trust bundle, issuing nothing
+    until mcred jpki rollover starts it; retired), when its key was destroyed, how many valid
+    certificates it issued, until when it has duties (its CRLs, its OCSP responder: the end
+    of the last certificate it issued that has not expired), its CRLs and its OCSP
+    responders. From the registry alone: the key store is not opened, nothing is made."""
+    from issuer.jpki.listing import list_roots
+    from mcred.jpki_flow import jpki_registry
+
+    if slot not in ("sign", "auth", "all"):
+        raise typer.BadParameter(f"slot {slot!r}: use sign, auth or all", param_hint="--slot")
+    roots = list_roots(jpki_registry(open_context()), ("sign", "auth") if slot == "all" else (slot,))
+    if as_json:
+        typer.echo(json.dumps({"roots": [r.to_json() for r in roots]}, ensure_ascii=False))
+        return
+    if not roots:
+        typer.echo("no JPKI root yet: made at the first provisioning (or mcred jpki setup)")
+    for r in roots:
+        state = {"issuing": "issuing",
+                 "staged": f"staged {r.created_at:%Y-%m-%d %H:%M}Z: in the trust bundle, issuing nothing until "
+                           f"mcred jpki rollover --slot {r.slot}",
+                 "retired": "retired"}[r.state]
+        typer.echo(f"{r.slot} {r.label} ({r.algorithm}) serial {r.serial:x}  {r.not_before:%Y-%m-%d} .. "
+                   f"{r.not_after:%Y-%m-%d}  {state}"
+                   + (f"  key destroyed {r.key_destroyed_at:%Y-%m-%d %H:%M}Z" if r.key_destroyed_at else "")
+                   + f"  {r.valid_certificates} valid certificate(s)"
+                   + (f", duties until {r.duties_end_at:%Y-%m-%d}" if r.duties_end_at else ""))
+        typer.echo(f"  subject {printable(r.subject)}")
+        typer.echo(f"  CRLs: {len(r.crls)} partition(s)" + (f": {', '.join(r.crls[:3])}" if r.crls else "")
+                   + (f" and {len(r.crls) - 3} more" if len(r.crls) > 3 else ""))
+        for o in r.responders:
+            typer.echo(f"  OCSP {o.label} serial {o.serial:x}  until {o.not_after:%Y-%m-%d}  {o.state}"
+                       + (f"  key destroyed {o.key_destroyed_at:%Y-%m-%d %H:%M}Z" if o.key_destroyed_at else ""))
+        if not r.responders:
+            typer.echo("  OCSP: no responder" + (" (made when the rollover starts it)" if r.state == "staged" else ""))
 
 
 key_app = typer.Typer(help="The private keys of the JPKI roots and their OCSP responders: destroy one no duty "

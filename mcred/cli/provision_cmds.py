@@ -284,7 +284,7 @@ def handover_cmd(
     try:
         hid = resume_id if resume_id is not None else wf.create(
             ctx.sessions, kind="model_change", holder_id=holder_id, old_phone_id=phone, new_phone_id=to,
-            actor=cli_actor(), mdoc_refusal=mdoc_refusal(ctx))
+            actor=cli_actor(), mdoc_refusal=mdoc_refusal(ctx), jpki_key_type=key_type)
     except wf.WorkflowError as exc:  # e.g. --to another holder's phone
         raise _fail(str(exc), as_json=as_json) from None
     runner = actions.runner(cli_actor())

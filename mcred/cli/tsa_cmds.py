@@ -1,4 +1,4 @@
-"""``mcred tsa stamp|verify|log|revoke|stage|rollover``: the time-stamping authority from the command line (RFC 3161).
+"""``mcred tsa stamp|verify|log|revoke|stage|rollover|root list``: the time-stamping authority from the command line (RFC 3161).
 
 ``stamp`` asks a TSA (this installation's, or one at ``--url``) for a token over a file and
 writes the TimeStampResp as ``openssl ts`` writes it (``.tsr``); ``verify`` checks a reply
@@ -6,7 +6,8 @@ or token against a file and the time-stamping roots; ``log`` lists what this ins
 TSA stamped (its audit rows), to answer "did we issue this token?"; ``revoke`` takes a TSA
 unit out of service (its root's CRL lists it); ``stage`` publishes the next root generation ahead
 of its use; ``rollover`` starts the next root generation (the staged one, else a new one) with a
-new unit; ``key destroy`` destroys a key no duty needs.
+new unit; ``root list`` lists the root generations and their units (the registry alone);
+``key destroy`` destroys a key no duty needs.
 """
 
 from __future__ import annotations
@@ -270,6 +271,46 @@ def stage(as_json: bool = typer.Option(False, "--json", help="Print {\"root\", \
                f"{done.current} goes on certifying the unit that stamps")
     typer.echo("give relying parties the roots now (mcred export tsa-root --out tsa-root.pem, or GET /tsa/root.pem), "
                "then start it: mcred tsa rollover")
+
+
+root_app = typer.Typer(help="The TSA's root generations, with the units they certified: list.",
+                       no_args_is_help=True)
+tsa_app.add_typer(root_app, name="root")
+
+
+@root_app.command("list")
+def root_list(as_json: bool = typer.Option(False, "--json", help="Print {\"roots\": [...]}, as GET "
+                                           "/trust/tsa-roots answers.")) -> None:
+    """Every root generation of the TSA, oldest first: serial, subject, validity, state
+    (current; staged: in the roots, GET /tsa/root.pem, certifying nothing until the rollover,
+    mcred tsa rollover or the TSA's own, starts it; retired), when its key was destroyed, its
+    CRL, how many valid units it certified, until when it has duties (its CRL: the end of the
+    last unit it certified that has not expired), and its units (stamping, retired, revoked,
+    expired). From the registry alone: the key store is not opened, nothing is made."""
+    from issuer.tsa_listing import list_roots
+    from mcred.timestamps import tsa_registry
+
+    roots = list_roots(tsa_registry(open_context()))
+    if as_json:
+        typer.echo(json.dumps({"roots": [r.to_json() for r in roots]}, ensure_ascii=False))
+        return
+    if not roots:
+        typer.echo("no TSA root yet: made at the first time-stamp")
+    for r in roots:
+        state = {"current": "current",
+                 "staged": f"staged {r.created_at:%Y-%m-%d %H:%M}Z: in the roots (GET /tsa/root.pem), certifying "
+                           "nothing until the rollover",
+                 "retired": "retired"}[r.state]
+        typer.echo(f"{r.label} serial {r.serial:x}  {r.not_before:%Y-%m-%d} .. {r.not_after:%Y-%m-%d}  {state}"
+                   + (f"  key destroyed {r.key_destroyed_at:%Y-%m-%d %H:%M}Z" if r.key_destroyed_at else "")
+                   + f"  {r.valid_units} valid unit(s)"
+                   + (f", duties until {r.duties_end_at:%Y-%m-%d}" if r.duties_end_at else ""))
+        typer.echo(f"  subject {r.subject}")
+        typer.echo(f"  CRL {r.crl or '(no public URL)'}")
+        for u in r.units:
+            said = f"revoked ({u.reason}) {u.revoked_at:%Y-%m-%d %H:%M}Z" if u.state == "revoked" else u.state
+            typer.echo(f"  unit {u.label} serial {u.serial:x}  until {u.not_after:%Y-%m-%d}  {said}"
+                       + (f"  key destroyed {u.key_destroyed_at:%Y-%m-%d %H:%M}Z" if u.key_destroyed_at else ""))
 
 
 key_app = typer.Typer(help="The TSA's private keys: destroy one no duty needs (specs/issuer-keys.md).",
