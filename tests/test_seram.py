@@ -1320,8 +1320,13 @@ def test_a_relayed_request_whose_phone_goes_away_leaves_no_message(tmp_path):
 
     async def go_away() -> int:
         task = asyncio.create_task(other.forward("remoteManagement", link.session_id, b"{}", None))
-        await asyncio.sleep(0.2)
-        waiting = messages()
+        # the relay writes its message from a thread: wait until it is there (a fixed 0.2 s
+        # was too short on a loaded machine), not past the forward's own wait
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            waiting = await asyncio.to_thread(messages)
+            if waiting or task.done():
+                break
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
