@@ -120,9 +120,15 @@ def test_a_serial_has_at_least_63_bits(serial, ok):
 
 def test_a_serial_that_is_not_positive_fails():
     """cryptography builds no such certificate: the IACA's DER with the serial's sign bit set
-    (its signature no longer verifies; the serial rule fails on its own account)."""
-    der = IACA.public_bytes(Encoding.DER)
-    serial = IACA.serial_number.to_bytes((IACA.serial_number.bit_length() + 8) // 8, "big")
+    (its signature no longer verifies; the serial rule fails on its own account). Built on a
+    serial of 101 bits (13 octets, the first 0x10): the module's IACA has a random one, and
+    one whose first octet is 0x7F became 0xFF followed by an octet with its top bit set, an
+    INTEGER not in its shortest form, which the parser refuses before any rule is asked
+    (about 1 run in 256; a CI run met it)."""
+    cert = _iaca(serial=2**100 + 12345)
+    der = cert.public_bytes(Encoding.DER)
+    serial = cert.serial_number.to_bytes((cert.serial_number.bit_length() + 8) // 8, "big")
+    assert serial[0] == 0x10
     at = der.index(serial)
     negative = x509.load_der_x509_certificate(der[:at] + bytes([der[at] | 0x80]) + der[at + 1:])
     assert negative.serial_number < 0
