@@ -23,6 +23,7 @@ each with one problem type.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -181,6 +182,21 @@ def destroy_restored(keystore: KeyStore, row: IssuerKey) -> bool:
     except KeyNotFound:  # gone meanwhile
         return False
     return True
+
+
+def take_destroyable(session: Session, keystore: KeyStore, row: IssuerKey, now: dt.datetime, *,
+                     key_duty: Callable[[Session, IssuerKey, dt.datetime], KeyDestructionRefused | None],
+                     actor: str, action: str) -> KeyDestructionResult | None:
+    """Take ``row`` for ``session`` (:func:`take_row`) before its key is destroyed: the answer
+    when it was destroyed before (:func:`already_destroyed`), else None once ``key_duty``
+    found no duty (its refusal raised otherwise). The JPKI's and the TSA's ``destroy_key``."""
+    take_row(session, row)
+    if row.key_destroyed_at is not None:
+        return already_destroyed(session, keystore, row, actor=actor, action=action)
+    refusal = key_duty(session, row, now)
+    if refusal is not None:
+        raise refusal
+    return None
 
 
 def already_destroyed(session: Session, keystore: KeyStore, row: IssuerKey, *, actor: str,

@@ -65,9 +65,8 @@ from issuer.key_destruction import (
     KeyDestructionRefused,
     KeyDestructionResult,
     SignerStillSigning,
-    already_destroyed,
     destroy_and_record,
-    take_row,
+    take_destroyable,
 )
 from issuer.keystore import KeyStore
 from issuer.revocation import check_invalidity_date
@@ -755,13 +754,8 @@ class TimeStampAuthority:
         destroyed before (:func:`issuer.key_destruction.already_destroyed`); the refusal of
         :meth:`key_duty` raised when a duty still needs it."""
         row = self.key_row(s, which)
-        take_row(s, row)
-        if row.key_destroyed_at is not None:
-            return row, already_destroyed(s, self.keystore, row, actor=actor, action="tsa.key.destroy")
-        refusal = self.key_duty(s, row, now)
-        if refusal is not None:
-            raise refusal
-        return row, None
+        return row, take_destroyable(s, self.keystore, row, now, key_duty=self.key_duty, actor=actor,
+                                     action="tsa.key.destroy")
 
     def seal(self, label: str, now: dt.datetime) -> FinalCrl:
         """The final CRL of the root ``label``, whose key is to be destroyed (:meth:`destroy_key`),

@@ -37,9 +37,8 @@ from issuer.key_destruction import (
     KeyDestructionRefused,
     KeyDestructionResult,
     SignerStillSigning,
-    already_destroyed,
     destroy_and_record,
-    take_row,
+    take_destroyable,
 )
 from issuer.keystore import KeyStore
 from protocols.certs import SerialError, parse_serial
@@ -545,10 +544,5 @@ class JpkiCa:
         destroyed before (:func:`issuer.key_destruction.already_destroyed`); the refusal of
         :meth:`key_duty` raised when a duty still needs it."""
         row = self.key_row(s, ref)
-        take_row(s, row)
-        if row.key_destroyed_at is not None:
-            return row, already_destroyed(s, self.keystore, row, actor=actor, action="jpki.key.destroy")
-        refusal = self.key_duty(s, row, now)
-        if refusal is not None:
-            raise refusal
-        return row, None
+        return row, take_destroyable(s, self.keystore, row, now, key_duty=self.key_duty, actor=actor,
+                                     action="jpki.key.destroy")
