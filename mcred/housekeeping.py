@@ -318,23 +318,37 @@ def iaca(ctx: Context, actor: str) -> Done:
     svc.setup()
     svc.trusted_iacas()
     did = _key_changes(before, _keys(ctx, purposes))
-    kept = _stored(ctx, IacaCrl.iaca_label, IacaCrl.crl_number)
-    current = ended = 0
-    for info in svc.signers(PURPOSE_IACA):
-        if info.revoked_at is not None or info.key_destroyed_at is not None or not svc.clock() < info.not_after:
-            ended += 1
+    current, ended = _ca_crls(
+        svc.signers(PURPOSE_IACA),
+        lambda info: info.revoked_at is not None or info.key_destroyed_at is not None
+        or not svc.clock() < info.not_after,
+        lambda label: svc.iaca_crl(generation(label)), (IacaEnded, KeyDestroyed),
+        _stored(ctx, IacaCrl.iaca_label, IacaCrl.crl_number), did)
+    checked = f"{current} IACA CRL(s) current" + (f", {ended} IACA(s) ended, revoked or destroyed" if ended else "")
+    return Done(tuple(did), checked)
+
+
+def _ca_crls(cas: Iterable, gone: Callable[[object], bool], crl_of: Callable[[str], bytes],
+             ended: tuple[type[Exception], ...], kept: dict, did: list[str]) -> tuple[int, int]:
+    """Ask each CA of ``cas`` (listing rows with a ``label``) that is not ``gone`` for its CRL
+    (``crl_of(label)``), as a reader would; a CA that answers one of ``ended`` counts as
+    ended. Each CRL whose number is not the one ``kept`` (label -> cRLNumber stored before)
+    is said in ``did``; the counts of CAs current and ended."""
+    current = done = 0
+    for info in cas:
+        if gone(info):
+            done += 1
             continue
         try:
-            number = _number(svc.iaca_crl(generation(info.label)))
-        except (IacaEnded, KeyDestroyed):
-            ended += 1
+            number = _number(crl_of(info.label))
+        except ended:
+            done += 1
             continue
         if kept.get(info.label) == number:
             current += 1
         else:
             did.append(f"{'re-signed' if info.label in kept else 'signed'} CRL {number} of {info.label}")
-    checked = f"{current} IACA CRL(s) current" + (f", {ended} IACA(s) ended, revoked or destroyed" if ended else "")
-    return Done(tuple(did), checked)
+    return current, done
 
 
 def vical(ctx: Context, actor: str) -> Done:
@@ -361,21 +375,12 @@ def vical(ctx: Context, actor: str) -> Done:
     did = _key_changes(before, _keys(ctx, purposes))
     if issue_id not in issued:
         did.append(f"{'re-signed' if issued else 'signed'} the VICAL (issue {issue_id})")
-    kept = _stored(ctx, IacaCrl.iaca_label, IacaCrl.crl_number)
-    current = ended = 0
-    for info in svc.vical_ca_list():
-        if info.state == "withdrawn" or info.key_destroyed_at is not None or not svc.clock() < info.not_after:
-            ended += 1
-            continue
-        try:
-            number = _number(svc.vical_ca_crl(generation(info.label)))
-        except (VicalCaEnded, KeyDestroyed):
-            ended += 1
-            continue
-        if kept.get(info.label) == number:
-            current += 1
-        else:
-            did.append(f"{'re-signed' if info.label in kept else 'signed'} CRL {number} of {info.label}")
+    current, ended = _ca_crls(
+        svc.vical_ca_list(),
+        lambda info: info.state == "withdrawn" or info.key_destroyed_at is not None
+        or not svc.clock() < info.not_after,
+        lambda label: svc.vical_ca_crl(generation(label)), (VicalCaEnded, KeyDestroyed),
+        _stored(ctx, IacaCrl.iaca_label, IacaCrl.crl_number), did)
     checked = "the VICAL current, " + f"{current} VICAL CA CRL(s) current" + (
         f", {ended} VICAL CA(s) ended, withdrawn or destroyed" if ended else "")
     return Done(tuple(did), checked)
